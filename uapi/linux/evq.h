@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * evq: an event queue with batched changes and a completion ring mapped
+ * into userspace.  One open of /dev/evq is one queue.
+ *
+ * This header is the ABI and nothing else.  Documentation/evq.rst is the
+ * reference for every ioctl, structure, flag and errno.
+ */
+#ifndef _UAPI_LINUX_EVQ_H
+#define _UAPI_LINUX_EVQ_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define EVQ_ABI_VERSION		1
+
+/* Feature bits reported by EVQ_IOC_INFO. */
+#define EVQ_FEAT_RING		(1ULL << 0)	/* mapped completion ring */
+#define EVQ_FEAT_BATCH_CTL	(1ULL << 1)	/* EVQ_IOC_CTL batches */
+#define EVQ_FEAT_EXCL_WAIT	(1ULL << 2)	/* EVQ_WAIT_EXCLUSIVE */
+#define EVQ_FEAT_EXCL_WATCH	(1ULL << 3)	/* EVQ_WATCH_EXCLUSIVE */
+#define EVQ_FEAT_CLOSED_EVENT	(1ULL << 4)	/* EVQ_CQE_CLOSED */
+
+/**
+ * struct evq_info - what this module offers (EVQ_IOC_INFO, out)
+ * @abi_version: EVQ_ABI_VERSION of the module
+ * @resv0: reserved, zero
+ * @features: EVQ_FEAT_* bits
+ * @max_cq_entries: largest ring EVQ_IOC_SETUP accepts
+ * @max_batch: most entries one EVQ_IOC_CTL call accepts
+ * @max_user_watches: watches one user may hold across all its queues
+ * @resv: reserved, zero
+ */
+struct evq_info {
+	__u32 abi_version;
+	__u32 resv0;
+	__u64 features;
+	__u32 max_cq_entries;
+	__u32 max_batch;
+	__u32 max_user_watches;
+	__u32 resv[9];
+};
+
+/**
+ * struct evq_cqe - one completion ring entry (16 bytes)
+ * @user_data: the caller's value from the watch or operation
+ * @res: for EVQ_CQE_READY the EPOLL* mask of ready events; for
+ *	EVQ_CQE_CLOSED zero; for operations a count or -errno
+ * @flags: the entry type (EVQ_CQE_TYPE_MASK) and EVQ_CQEF_* bits
+ */
+struct evq_cqe {
+	__u64 user_data;
+	__s32 res;
+	__u32 flags;
+};
+
+#define EVQ_CQE_TYPE_MASK	0xffU
+#define EVQ_CQE_READY		1U	/* readiness of a watched fd */
+#define EVQ_CQE_CLOSED		2U	/* watch dropped: queue held the last reference */
+
+/**
+ * struct evq_ring_offsets - where the ring's fields sit in the mapping
+ * @head: __u32 consumer index, written by userspace (store-release)
+ * @tail: __u32 producer index, written by the kernel (load-acquire it)
+ * @ring_mask: __u32, ring_entries - 1
+ * @ring_entries: __u32, a power of two
+ * @overflow: __u32 count of posts that found the ring full and were
+ *	kept on the queue's ready list instead (nothing is lost)
+ * @flags: __u32 EVQ_RING_* bits
+ * @cqes: array of struct evq_cqe
+ * @resv: reserved, zero
+ */
+struct evq_ring_offsets {
+	__u32 head;
+	__u32 tail;
+	__u32 ring_mask;
+	__u32 ring_entries;
+	__u32 overflow;
+	__u32 flags;
+	__u32 cqes;
+	__u32 resv;
+};
+
+/*
+ * Ring flag: the kernel holds events that are not in the ring yet (ready
+ * list overflow or level-mode watches to re-check).  Call EVQ_IOC_WAIT,
+ * with a zero timeout if you do not want to sleep, to move them in.
+ */
+#define EVQ_RING_NEED_ENTER	(1U << 0)
+
+/**
+ * struct evq_setup - size the completion ring (EVQ_IOC_SETUP, in/out)
+ * @cq_entries: in: entries wanted (1..max_cq_entries); out: the power of
+ *	two actually allocated
+ * @flags: in: must be zero
+ * @ring_size: out: bytes to mmap() at offset EVQ_OFF_RING
+ * @off: out: field offsets inside the mapping
+ * @resv: reserved, zero in and out
+ */
+struct evq_setup {
+	__u32 cq_entries;
+	__u32 flags;
+	__u64 ring_size;
+	struct evq_ring_offsets off;
+	__u64 resv[4];
+};
+
+/* mmap() offset of the completion ring. */
+#define EVQ_OFF_RING		0ULL
+
+/* evq_ctl.op */
+#define EVQ_CTL_ADD		1
+#define EVQ_CTL_MOD		2
+#define EVQ_CTL_DEL		3
+
+/* evq_ctl.flags: the watch's mode.  No flag: level-triggered. */
+#define EVQ_WATCH_EDGE		(1U << 0)	/* report transitions only */
+#define EVQ_WATCH_ONESHOT	(1U << 1)	/* disarm after one event */
+#define EVQ_WATCH_EXCLUSIVE	(1U << 2)	/* ADD only: exclusive waiter on the fd */
+#define EVQ_WATCH_MODES		(EVQ_WATCH_EDGE | EVQ_WATCH_ONESHOT | \
+				 EVQ_WATCH_EXCLUSIVE)
+
+/**
+ * struct evq_ctl - one change in a batch (32 bytes)
+ * @op: EVQ_CTL_ADD, EVQ_CTL_MOD or EVQ_CTL_DEL
+ * @fd: the watched file descriptor
+ * @events: EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP, ... (poll bits);
+ *	EPOLLERR and EPOLLHUP are always reported
+ * @flags: EVQ_WATCH_* mode bits
+ * @user_data: returned in every completion of this watch
+ * @res: out: 0 or -errno for this entry alone
+ * @resv: reserved, zero
+ */
+struct evq_ctl {
+	__u32 op;
+	__s32 fd;
+	__u32 events;
+	__u32 flags;
+	__u64 user_data;
+	__s32 res;
+	__u32 resv;
+};
+
+/**
+ * struct evq_ctl_batch - a batch of changes (EVQ_IOC_CTL, in)
+ * @entries: user pointer to an array of struct evq_ctl
+ * @nr: number of entries (1..max_batch)
+ * @flags: must be zero
+ */
+struct evq_ctl_batch {
+	__u64 entries;
+	__u32 nr;
+	__u32 flags;
+};
+
+/* evq_wait.flags */
+#define EVQ_WAIT_EXCLUSIVE	(1U << 0)	/* one exclusive waiter woken per post */
+
+/**
+ * struct evq_wait - wait for completions (EVQ_IOC_WAIT, in)
+ * @timeout_ns: negative: no limit; zero: do not sleep; else nanoseconds
+ * @min_events: return as soon as the ring holds at least this many
+ *	entries (0..ring_entries)
+ * @flags: EVQ_WAIT_* bits
+ * @resv: reserved, zero
+ */
+struct evq_wait {
+	__s64 timeout_ns;
+	__u32 min_events;
+	__u32 flags;
+	__u64 resv[2];
+};
+
+#define EVQ_IOC_MAGIC		0xE7
+#define EVQ_IOC_INFO		_IOR(EVQ_IOC_MAGIC, 0x00, struct evq_info)
+#define EVQ_IOC_SETUP		_IOWR(EVQ_IOC_MAGIC, 0x01, struct evq_setup)
+#define EVQ_IOC_CTL		_IOW(EVQ_IOC_MAGIC, 0x02, struct evq_ctl_batch)
+#define EVQ_IOC_WAIT		_IOW(EVQ_IOC_MAGIC, 0x03, struct evq_wait)
+
+#endif /* _UAPI_LINUX_EVQ_H */
