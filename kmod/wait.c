@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * EVQ_IOC_WAIT: move the ready list into the ring, re-check level-mode
+ * watches userspace has consumed, then sleep until the ring holds enough.
+ */
+
+#include <linux/sched/signal.h>
+#include <linux/hrtimer.h>
+#include <linux/uaccess.h>
+#include "queue.h"
+
+/* Wake EVQ_IOC_WAIT sleepers (one exclusive one) and pollers. */
+void evq_wake(struct evq_queue *q)
+{
+	if (wq_has_sleeper(&q->wq))
+		wake_up(&q->wq);
+	if (wq_has_sleeper(&q->poll_wq))
+		wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
+}
+
+/* Move the ready list into the ring while it has room.  q->lock held. */
+static void evq_flush_ovf(struct evq_queue *q)
+{
+	struct evq_watch *w;
+	__poll_t events;
+
+	while (!list_empty(&q->ovf_list) && evq_ring_room(q)) {
+		w = list_first_entry(&q->ovf_list, struct evq_watch, ovf_node);
+		list_del_init(&w->ovf_node);
+		w->on_ovf = false;
+		if (w->closed) {
+			evq_ring_write(q, w->user_data, 0, EVQ_CQE_CLOSED);
+			/* Only the closed watch's own memory is left. */
+			evq_watch_free(w);
+			continue;
+		}
+		events = w->ovf_events & w->events;
+		w->ovf_events = 0;
+		if (events)
+			evq_watch_emit(w, events);
+	}
+	evq_queue_update_flags(q);
+}
+
+/* Re-poll consumed level-mode watches.  q->mtx held. */
+static void evq_recheck_level(struct evq_queue *q)
+{
+	struct evq_watch *w, *tmp;
+	LIST_HEAD(todo);
+
+	spin_lock_irq(&q->lock);
+	list_for_each_entry_safe(w, tmp, &q->level_list, level_node) {
+		if (!evq_ring_consumed(q, w->posted_seq))
+			continue;
+		w->on_level = false;
+		list_move_tail(&w->level_node, &todo);
+	}
+	evq_queue_update_flags(q);
+	spin_unlock_irq(&q->lock);
+
+	list_for_each_entry_safe(w, tmp, &todo, level_node) {
+		list_del_init(&w->level_node);
+		evq_watch_repoll(w);
+	}
+}
+
+static void evq_enter(struct evq_queue *q)
+{
+	if (list_empty_careful(&q->ovf_list) &&
+	    list_empty_careful(&q->level_list))
+		return;
+	mutex_lock(&q->mtx);
+	spin_lock_irq(&q->lock);
+	evq_flush_ovf(q);
+	spin_unlock_irq(&q->lock);
+	evq_recheck_level(q);
+	mutex_unlock(&q->mtx);
+}
+
+long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg)
+{
+	struct evq_wait wt;
+	ktime_t expires = 0;
+	u32 avail;
+	long ret;
+
+	if (copy_from_user(&wt, arg, sizeof(wt)))
+		return -EFAULT;
+	if (wt.flags & ~EVQ_WAIT_EXCLUSIVE || wt.resv[0] || wt.resv[1])
+		return -EINVAL;
+	if (wt.min_events > q->ring.entries)
+		return -EINVAL;
+	if (wt.timeout_ns > 0)
+		expires = ktime_add_ns(ktime_get(), wt.timeout_ns);
+
+	evq_enter(q);
+	for (;;) {
+		DEFINE_WAIT(wait);
+
+		avail = evq_ring_count(q);
+		if (avail >= wt.min_events || !wt.timeout_ns)
+			return avail;
+		if (signal_pending(current))
+			return -EINTR;
+
+		if (wt.flags & EVQ_WAIT_EXCLUSIVE)
+			prepare_to_wait_exclusive(&q->wq, &wait,
+						  TASK_INTERRUPTIBLE);
+		else
+			prepare_to_wait(&q->wq, &wait, TASK_INTERRUPTIBLE);
+		/* A post between the check above and queueing ourselves. */
+		if (evq_ring_count(q) >= wt.min_events) {
+			finish_wait(&q->wq, &wait);
+			continue;
+		}
+		ret = schedule_hrtimeout_range(wt.timeout_ns > 0 ? &expires :
+					       NULL, 0, HRTIMER_MODE_ABS);
+		finish_wait(&q->wq, &wait);
+		if (!ret)	/* timed out */
+			return evq_ring_count(q);
+		/* Entries consumed by another thread may free ring room. */
+		evq_enter(q);
+	}
+}
