@@ -29,6 +29,7 @@ struct evq_queue *evq_queue_create(void)
 	INIT_LIST_HEAD(&q->pollq_list);
 	INIT_WORK(&q->poll_work, evq_poll_work);
 	INIT_DELAYED_WORK(&q->reap_work, evq_reap_work);
+	INIT_WORK(&q->wake_work, evq_wake_work);
 	xa_init(&q->watches);
 	return q;
 }
@@ -45,6 +46,7 @@ void evq_queue_destroy(struct evq_queue *q)
 	mutex_unlock(&q->mtx);
 	cancel_work_sync(&q->poll_work);
 	cancel_delayed_work_sync(&q->reap_work);
+	cancel_work_sync(&q->wake_work);
 
 	/* Closed watches live only on the ready list. */
 	list_for_each_entry_safe(w, tmp, &q->ovf_list, ovf_node)

@@ -78,6 +78,7 @@ struct evq_ring {
  * @pollq_list: watches woken without an event mask: poll them
  * @poll_work: polls @pollq_list in process context
  * @reap_work: looks for watched files only this queue still holds
+ * @wake_work: wakes @poll_wq when that was not safe in place
  * @watches: fd -> struct evq_watch
  * @nr_watches: entries in @watches
  * @user: the opener's accounting
@@ -96,6 +97,7 @@ struct evq_queue {
 	struct list_head pollq_list;
 	struct work_struct poll_work;
 	struct delayed_work reap_work;
+	struct work_struct wake_work;
 	struct xarray watches;
 	unsigned int nr_watches;
 	struct evq_user *user;
@@ -201,6 +203,7 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);
 /* wait.c */
 long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg);
 void evq_wake(struct evq_queue *q);
+void evq_wake_work(struct work_struct *work);
 
 /* user.c */
 struct evq_user *evq_user_get(kuid_t uid);

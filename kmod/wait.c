@@ -7,15 +7,40 @@
 #include <linux/sched/signal.h>
 #include <linux/hrtimer.h>
 #include <linux/uaccess.h>
+#include <linux/percpu.h>
 #include "queue.h"
+
+/*
+ * Depth of poll_wq wake-ups on this CPU.  A queue that watches an epoll fd
+ * that watches the queue would otherwise wake its own poll_wq again from
+ * inside that wake-up, under the lock it holds: nested wake-ups go to a
+ * worker, which breaks every such cycle.
+ */
+static DEFINE_PER_CPU(unsigned int, evq_wake_depth);
+
+void evq_wake_work(struct work_struct *work)
+{
+	struct evq_queue *q = container_of(work, struct evq_queue, wake_work);
+
+	wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
+}
 
 /* Wake EVQ_IOC_WAIT sleepers (one exclusive one) and pollers. */
 void evq_wake(struct evq_queue *q)
 {
 	if (wq_has_sleeper(&q->wq))
 		wake_up(&q->wq);
-	if (wq_has_sleeper(&q->poll_wq))
+	if (!wq_has_sleeper(&q->poll_wq))
+		return;
+	preempt_disable();
+	if (this_cpu_read(evq_wake_depth)) {
+		queue_work(system_wq, &q->wake_work);
+	} else {
+		this_cpu_inc(evq_wake_depth);
 		wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
+		this_cpu_dec(evq_wake_depth);
+	}
+	preempt_enable();
 }
 
 /* Move the ready list into the ring while it has room.  q->lock held. */

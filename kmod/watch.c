@@ -470,7 +470,7 @@ void evq_reap_schedule(struct evq_queue *q)
 {
 	if (q->nr_watches && !delayed_work_pending(&q->reap_work))
 		schedule_delayed_work(&q->reap_work,
-				      msecs_to_jiffies(evq_reap_interval_ms));
+				      msecs_to_jiffies(max(READ_ONCE(evq_reap_interval_ms), 10U)));
 }
 
 /*
