@@ -65,8 +65,10 @@ void evq_watch_emit(struct evq_watch *w, __poll_t events)
  * @w: the watch
  * @events: ready events (any mask: limited here to the interest)
  *
- * Called with q->lock held.  Return: true if an entry was written or
- * queued, so a waiter should be woken.
+ * Called with q->lock held.
+ *
+ * Return: true if an entry was written or queued, so a waiter should be
+ * woken.
  */
 bool evq_watch_post(struct evq_watch *w, __poll_t events)
 {
