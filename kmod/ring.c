@@ -150,10 +150,17 @@ bool evq_ring_room(struct evq_queue *q)
 	return q->tail - evq_ring_head(q) < q->ring.entries;
 }
 
-/* Has userspace moved head past the entry at @seq? */
+/*
+ * Has userspace moved head past the entry at @seq?  Only a head within
+ * the ring says no: with any other, the entry may be gone, so an event
+ * must not be merged into it.
+ */
 bool evq_ring_consumed(struct evq_queue *q, u32 seq)
 {
-	return (s32)(evq_ring_head(q) - seq) > 0;
+	u32 head = evq_ring_head(q);
+	u32 used = q->tail - head;
+
+	return used > q->ring.entries || seq - head >= used;
 }
 
 /* Called with q->lock held and room in the ring. */

@@ -24,6 +24,15 @@ static struct kmem_cache *evq_pwq_cache;
 			    EPOLLHUP | EPOLLRDNORM | EPOLLRDBAND | \
 			    EPOLLWRNORM | EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP)
 
+/*
+ * Events a wake-up key reports truthfully.  A socket's data wake-up says
+ * EPOLLIN | EPOLLPRI | EPOLLRDNORM | EPOLLRDBAND whatever arrived, so a
+ * watch that asks for anything else is polled in process context for its
+ * exact mask, as epoll does for every event at delivery.
+ */
+#define EVQ_EVENTS_KEYED (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM | \
+			  EPOLLERR | EPOLLHUP | EPOLLRDHUP)
+
 static void evq_watch_set_ovf(struct evq_watch *w, __poll_t events)
 {
 	struct evq_queue *q = w->q;
@@ -107,10 +116,11 @@ static int evq_watch_wake(wait_queue_entry_t *wait, unsigned int mode,
 	bool poll = false;
 
 	spin_lock_irqsave(&q->lock, flags);
-	if (events) {
+	if (events && !(w->events & ~EVQ_EVENTS_KEYED)) {
 		woke = evq_watch_post(w, events);
-	} else if (w->armed && !w->closed && !w->on_pollq) {
-		/* No mask with the wake-up: find out in process context. */
+	} else if ((!events || (events & w->events)) && w->armed &&
+		   !w->closed && !w->on_pollq) {
+		/* No mask, or one we cannot trust: poll in process context. */
 		w->on_pollq = true;
 		list_add_tail(&w->pollq_node, &q->pollq_list);
 		poll = true;
@@ -249,6 +259,16 @@ void evq_watch_close(struct evq_watch *w)
 	xa_erase(&q->watches, w->fd);
 	q->nr_watches--;
 	w->file = NULL;
+	/*
+	 * Release the file before saying so.  fput() from the reaper, a
+	 * kthread, would defer the release to another worker, and the peer
+	 * of a socket could still find it open after the CLOSED entry; from
+	 * a system call fput() releases it on the way back to userspace.
+	 */
+	if (current->flags & PF_KTHREAD)
+		__fput_sync(file);
+	else
+		fput(file);
 
 	spin_lock_irq(&q->lock);
 	evq_watch_unlist(w);
@@ -265,7 +285,6 @@ void evq_watch_close(struct evq_watch *w)
 	}
 	spin_unlock_irq(&q->lock);
 
-	fput(file);
 	if (free)
 		evq_watch_free(w);
 	evq_wake(q);
@@ -440,7 +459,8 @@ int evq_watch_del(struct evq_queue *q, const struct evq_ctl *c)
 	struct evq_watch *w;
 	int ret;
 
-	if (c->resv || c->flags || c->events)
+	/* As with epoll, DEL ignores events, flags and user_data. */
+	if (c->resv)
 		return -EINVAL;
 	ret = evq_watch_lookup(q, c->fd, &w);
 	if (ret)
