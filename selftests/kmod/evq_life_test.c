@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * evq selftests: the life of queues and watched files.  fork(), closing a
+ * watched fd without DEL (EVQ_CQE_CLOSED, the file really released), fd
+ * number reuse, releasing a queue with live watches, poll()/epoll on the
+ * queue fd, and the module refusing to unload while a queue is open.
+ */
+#include "evq_util.h"
+#include <sys/wait.h>
+
+FIXTURE(life) {
+	struct evq_q q;
+	int sv[2];
+	int p[2];
+};
+
+FIXTURE_SETUP(life)
+{
+	self->q.fd = -1;
+	self->sv[0] = self->sv[1] = self->p[0] = self->p[1] = -1;
+	EVQ_REQUIRE_DEVICE();
+	signal(SIGPIPE, SIG_IGN);
+	ASSERT_EQ(0, evq_q_open(&self->q, 32));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, self->sv));
+	ASSERT_EQ(0, pipe2(self->p, O_CLOEXEC | O_NONBLOCK));
+}
+
+FIXTURE_TEARDOWN(life)
+{
+	evq_q_close(&self->q);
+	for (int i = 0; i < 2; i++) {
+		if (self->sv[i] >= 0)
+			close(self->sv[i]);
+		if (self->p[i] >= 0)
+			close(self->p[i]);
+	}
+}
+
+/* Collect until an entry of @type with @ud shows up; its res, or -1. */
+static int64_t wait_for_entry(struct evq_q *q, uint32_t type, uint64_t ud,
+			      int timeout_ms, int *others)
+{
+	int64_t deadline = evq_now_ns() + (int64_t)timeout_ms * NSEC_PER_MSEC;
+	struct evq_cqe c[32];
+
+	while (evq_now_ns() < deadline) {
+		uint32_t n = evq_collect(q, c, 32, 1, 100);
+
+		for (uint32_t k = 0; k < n; k++) {
+			if (evq_cqe_type(&c[k]) == type && c[k].user_data == ud)
+				return c[k].res;
+			if (others)
+				(*others)++;
+		}
+	}
+	return -1;
+}
+
+/* Wait up to @ms for writes to the pipe to fail with EPIPE (reader gone). */
+static int writer_gets_epipe(int wfd, int ms)
+{
+	for (int i = 0; i <= ms / 10; i++) {
+		if (write(wfd, "x", 1) < 0 && errno == EPIPE)
+			return 1;
+		evq_sleep_ms(10);
+	}
+	return 0;
+}
+
+TEST_F(life, fork_child_event_seen_by_parent)
+{
+	struct evq_cqe c[4];
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 0xc0ffee));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		evq_sleep_ms(50);
+		_exit(write(self->p[1], "k", 1) == 1 ? 0 : 1);
+	}
+	ASSERT_EQ(1U, evq_collect(&self->q, c, 4, 1, 3000));
+	EXPECT_EQ(0xc0ffeeULL, c[0].user_data);
+	EXPECT_TRUE(!!(c[0].res & EPOLLIN));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+TEST_F(life, fork_child_adds_watch_on_shared_queue)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+			_exit(1);
+		if (evq_ctl1(self->q.fd, EVQ_CTL_ADD, sv[0], EPOLLIN, EVQ_WATCH_EDGE,
+			     0xc41d))
+			_exit(2);
+		if (write(sv[1], "c", 1) != 1)
+			_exit(3);
+		_exit(0);	/* the queue now holds sv[0]'s last reference */
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	EXPECT_LE(0, wait_for_entry(&self->q, EVQ_CQE_READY, 0xc41d, 3000, NULL));
+	/* The child is gone: the queue alone holds the socket. */
+	/* (A READY for the peer's hang-up may come first.) */
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 0xc41d, 5000, NULL));
+}
+
+TEST_F(life, close_without_del_posts_closed)
+{
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 55));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 55, 5000, NULL));
+	/* The file really got released: the peer reads EOF. */
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	/* And the watch is gone. */
+	EXPECT_EQ(0, evq_wait(self->q.fd, 200 * NSEC_PER_MSEC, 1, 0));
+}
+
+TEST_F(life, reaper_posts_closed_without_wait)
+{
+	struct evq_cqe c[4];
+	uint32_t n = 0;
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 56));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	/* No ioctl: the periodic reap (100 ms) posts straight to the ring. */
+	for (int i = 0; i < 500 && !n; i++) {
+		evq_sleep_ms(10);
+		n = evq_harvest(&self->q, c, 4);
+	}
+	ASSERT_EQ(1U, n);
+	EXPECT_EQ(EVQ_CQE_CLOSED, evq_cqe_type(&c[0]));
+	EXPECT_EQ(56ULL, c[0].user_data);
+	EXPECT_EQ(0, c[0].res);
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/* The queue does not hold the last reference while another fd does. */
+TEST_F(life, child_close_keeps_watch)
+{
+	struct evq_cqe c[4];
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 60));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		close(self->p[0]);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	/* Several reap intervals: still no CLOSED entry. */
+	EXPECT_NO_ENTRIES(&self->q, 400);
+	ASSERT_EQ(1, write(self->p[1], "k", 1));
+	ASSERT_EQ(1U, evq_collect(&self->q, c, 4, 1, 2000));
+	EXPECT_EQ(EVQ_CQE_READY, evq_cqe_type(&c[0]));
+	EXPECT_EQ(60ULL, c[0].user_data);
+}
+
+TEST_F(life, dup_keeps_watch_alive)
+{
+	struct evq_cqe c[4];
+	int d = dup(self->sv[0]);
+
+	ASSERT_LE(0, d);
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 61));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_NO_ENTRIES(&self->q, 400);
+	ASSERT_EQ(1, write(self->sv[1], "d", 1));
+	ASSERT_EQ(1U, evq_collect(&self->q, c, 4, 1, 2000));
+	EXPECT_EQ(EVQ_CQE_READY, evq_cqe_type(&c[0]));
+	EXPECT_EQ(61ULL, c[0].user_data);
+	/* The last other reference goes: now CLOSED, and the peer sees EOF. */
+	close(d);
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 61, 5000, NULL));
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+TEST_F(life, closed_pipe_read_end_really_released)
+{
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN, 0, 57));
+	close(self->p[0]);
+	self->p[0] = -1;
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 57, 5000, NULL));
+	/* No reader left: EPIPE (allow for a deferred final fput). */
+	EXPECT_TRUE(!!writer_gets_epipe(self->p[1], 3000));
+}
+
+TEST_F(life, add_on_reused_fd_drops_stale_watch)
+{
+	struct evq_cqe c[8];
+	int nsv[2], num = self->sv[0];
+	int closed = 0, ready = 0;
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, num, EPOLLIN, EVQ_WATCH_EDGE, 1));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nsv));
+	/* The old file goes, another takes its number. */
+	ASSERT_EQ(num, dup2(nsv[0], num));
+	close(nsv[0]);
+	EXPECT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, num, EPOLLIN, EVQ_WATCH_EDGE, 2));
+	ASSERT_EQ(1, write(nsv[1], "n", 1));
+	for (int i = 0; i < 50 && !(closed && ready); i++) {
+		uint32_t n = evq_collect(&self->q, c, 8, 1, 100);
+
+		for (uint32_t k = 0; k < n; k++) {
+			if (evq_cqe_type(&c[k]) == EVQ_CQE_CLOSED) {
+				EXPECT_EQ(1ULL, c[k].user_data);
+				EXPECT_EQ(0, c[k].res);
+				closed++;
+			} else {
+				EXPECT_EQ(EVQ_CQE_READY, evq_cqe_type(&c[k]));
+				EXPECT_EQ(2ULL, c[k].user_data);
+				ready++;
+			}
+		}
+	}
+	EXPECT_EQ(1, closed);
+	EXPECT_EQ(1, ready);
+	/* The old socket is released: its peer sees EOF. */
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	/* The new watch is the live one. */
+	EXPECT_EQ(-EEXIST, evq_ctl1(self->q.fd, EVQ_CTL_ADD, num, EPOLLIN, 0, 3));
+	EXPECT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_DEL, num, 0, 0, 0));
+	close(nsv[1]);
+}
+
+TEST_F(life, del_then_close_releases_at_once)
+{
+	struct evq_cqe c[4];
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 58));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_DEL, self->sv[0], 0, 0, 0));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 1000));
+	/* No CLOSED entry for a watch that was deleted. */
+	EXPECT_EQ(0U, evq_collect(&self->q, c, 4, 1, 400));
+}
+
+TEST_F(life, release_with_live_watches)
+{
+	struct evq_q q2;
+	int tsv[2] = { -1, -1 };
+	int sv2[2];
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2));
+	int base = evq_module_refcnt();
+
+	ASSERT_EQ(0, evq_q_open(&q2, 2));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 1));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN, EVQ_WATCH_EDGE, 2));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, sv2[0], EPOLLOUT | EPOLLIN, 0, 3));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->p[1], EPOLLOUT,
+			      EVQ_WATCH_ONESHOT, 4));
+	if (!evq_tcp_pair(tsv))
+		ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, tsv[0], EPOLLIN,
+				      EVQ_WATCH_EXCLUSIVE, 5));
+	/* Pending events, some beyond the ring (2 entries): ready list too. */
+	ASSERT_EQ(1, write(self->sv[1], "a", 1));
+	ASSERT_EQ(1, write(self->p[1], "b", 1));
+	ASSERT_EQ(1, write(sv2[1], "c", 1));
+	evq_wait(q2.fd, 0, 0, 0);
+	evq_q_close(&q2);
+	/* The queue itself is gone (no module reference left behind). */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+
+	/* Every watched file is released along with the queue. */
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	close(sv2[0]);
+	EXPECT_TRUE(!!evq_sees_eof(sv2[1], 3000));
+	close(sv2[1]);
+	close(self->p[0]);
+	self->p[0] = -1;
+	EXPECT_TRUE(!!writer_gets_epipe(self->p[1], 3000));
+	if (tsv[0] >= 0) {
+		close(tsv[0]);
+		EXPECT_TRUE(!!evq_sees_eof(tsv[1], 3000));
+		close(tsv[1]);
+	}
+}
+
+/* Release with one level watch whose entry sits unconsumed in the ring. */
+TEST_F(life, release_with_unconsumed_level_entry)
+{
+	struct evq_q q2;
+
+	int base = evq_module_refcnt();
+
+	ASSERT_EQ(0, evq_q_open(&q2, 8));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 1));
+	ASSERT_EQ(1, write(self->sv[1], "a", 1));
+	ASSERT_EQ(1, evq_wait(q2.fd, 2 * NSEC_PER_SEC, 1, 0));
+	evq_q_close(&q2);
+	/* The queue itself is gone (no module reference left behind). */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/* Release with a level watch whose entry was consumed (due a re-check). */
+TEST_F(life, release_with_consumed_level_entry)
+{
+	struct evq_q q2;
+
+	int base = evq_module_refcnt();
+
+	ASSERT_EQ(0, evq_q_open(&q2, 8));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 1));
+	ASSERT_EQ(1, write(self->sv[1], "a", 1));
+	ASSERT_EQ(1, evq_wait(q2.fd, 2 * NSEC_PER_SEC, 1, 0));
+	ASSERT_EQ(1U, evq_harvest(&q2, NULL, 8));
+	evq_q_close(&q2);
+	/* The queue itself is gone (no module reference left behind). */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/* Release with an edge watch held on the ready list (ring full). */
+TEST_F(life, release_with_overflowed_edge_watch)
+{
+	struct evq_q q2;
+
+	int base = evq_module_refcnt();
+
+	ASSERT_EQ(0, evq_q_open(&q2, 1));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN, EVQ_WATCH_EDGE, 1));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, EVQ_WATCH_EDGE, 2));
+	ASSERT_EQ(1, write(self->p[1], "a", 1));
+	ASSERT_EQ(1, write(self->sv[1], "b", 1));
+	EXPECT_LT(0U, *q2.overflow);
+	evq_q_close(&q2);
+	/* The queue itself is gone (no module reference left behind). */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/* Release with an idle watch: nothing ever happened on it. */
+TEST_F(life, release_with_idle_watch)
+{
+	struct evq_q q2;
+
+	int base = evq_module_refcnt();
+
+	ASSERT_EQ(0, evq_q_open(&q2, 8));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, EVQ_WATCH_EDGE, 1));
+	evq_q_close(&q2);
+	/* The queue itself is gone (no module reference left behind). */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+TEST_F(life, poll_on_queue_fd)
+{
+	struct pollfd pfd = { .fd = self->q.fd, .events = POLLIN };
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 9));
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+	ASSERT_EQ(1, write(self->p[1], "p", 1));
+	EXPECT_EQ(1, poll(&pfd, 1, 3000));
+	EXPECT_TRUE(!!(pfd.revents & POLLIN));
+	/* Consumed: not readable any more. */
+	EXPECT_EQ(1U, evq_harvest(&self->q, NULL, 8));
+	pfd.revents = 0;
+	EXPECT_EQ(0, poll(&pfd, 1, 0)) TH_LOG("revents %#x", pfd.revents);
+	/* A sleeping poll() is woken by a new post. */
+	pid_t pid = fork();
+
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		evq_sleep_ms(100);
+		_exit(write(self->p[1], "q", 1) == 1 ? 0 : 1);
+	}
+	EXPECT_EQ(1, poll(&pfd, 1, 5000));
+	EXPECT_TRUE(!!(pfd.revents & POLLIN));
+	waitpid(pid, NULL, 0);
+}
+
+/* EPOLLIN also while the kernel holds events not yet in the ring. */
+TEST_F(life, poll_sees_held_events)
+{
+	struct pollfd pfd;
+	struct evq_q q1;
+	int p2[2];
+
+	ASSERT_EQ(0, evq_q_open(&q1, 1));
+	ASSERT_EQ(0, pipe2(p2, O_CLOEXEC | O_NONBLOCK));
+	ASSERT_EQ(0, evq_ctl1(q1.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN, EVQ_WATCH_EDGE, 1));
+	ASSERT_EQ(0, evq_ctl1(q1.fd, EVQ_CTL_ADD, p2[0], EPOLLIN, EVQ_WATCH_EDGE, 2));
+	ASSERT_EQ(1, write(self->p[1], "1", 1));
+	ASSERT_EQ(1, write(p2[1], "2", 1));
+	ASSERT_EQ(1U, evq_harvest(&q1, NULL, 1));
+	EXPECT_EQ(0U, evq_ring_count(&q1));
+	EXPECT_TRUE(!!(*q1.flags & EVQ_RING_NEED_ENTER));
+	pfd = (struct pollfd){ .fd = q1.fd, .events = POLLIN };
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(!!(pfd.revents & POLLIN));
+	EXPECT_EQ(1, evq_wait(q1.fd, 0, 0, 0));
+	EXPECT_EQ(1U, evq_harvest(&q1, NULL, 1));
+	pfd.revents = 0;
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+	evq_q_close(&q1);
+	close(p2[0]);
+	close(p2[1]);
+}
+
+TEST_F(life, nested_in_epoll)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xabc };
+	struct epoll_event out[2];
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ASSERT_LE(0, ep);
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 10));
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->q.fd, &ev));
+	/* Not before an entry is pending. */
+	EXPECT_EQ(0, epoll_wait(ep, out, 2, 0));
+	EXPECT_EQ(0, epoll_wait(ep, out, 2, 100));
+	ASSERT_EQ(1, write(self->p[1], "e", 1));
+	ASSERT_EQ(1, epoll_wait(ep, out, 2, 3000));
+	EXPECT_EQ(0xabcULL, out[0].data.u64);
+	EXPECT_TRUE(!!(out[0].events & EPOLLIN));
+	EXPECT_EQ(1U, evq_harvest(&self->q, NULL, 8));
+	EXPECT_EQ(0, epoll_wait(ep, out, 2, 0));
+	/* And it wakes a sleeping epoll_wait(). */
+	pid_t pid = fork();
+
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		evq_sleep_ms(100);
+		_exit(write(self->p[1], "f", 1) == 1 ? 0 : 1);
+	}
+	EXPECT_EQ(1, epoll_wait(ep, out, 2, 5000));
+	waitpid(pid, NULL, 0);
+	close(ep);
+}
+
+TEST_F(life, watches_an_epoll_fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct evq_cqe c[4];
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ASSERT_LE(0, ep);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->p[0], &ev));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, ep, EPOLLIN, EVQ_WATCH_EDGE, 11));
+	ASSERT_EQ(1, write(self->p[1], "g", 1));
+	ASSERT_EQ(1U, evq_collect(&self->q, c, 4, 1, 3000));
+	EXPECT_EQ(11ULL, c[0].user_data);
+	EXPECT_TRUE(!!(c[0].res & EPOLLIN));
+	EXPECT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_DEL, ep, 0, 0, 0));
+	close(ep);
+}
+
+/* Several queues watching one fd with EVQ_WATCH_EXCLUSIVE: one is woken. */
+TEST_F(life, exclusive_watch_wakes_one_queue)
+{
+	struct evq_q qs[3];
+	uint32_t total = 0;
+
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(0, evq_q_open(&qs[i], 8));
+		ASSERT_EQ(0, evq_ctl1(qs[i].fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+				      EVQ_WATCH_EXCLUSIVE | EVQ_WATCH_EDGE, i));
+	}
+	ASSERT_EQ(1, write(self->p[1], "x", 1));
+	evq_sleep_ms(200);
+	for (int i = 0; i < 3; i++) {
+		uint32_t n = evq_drain(&qs[i], NULL, 8);
+
+		TH_LOG("queue %d: %u entries", i, n);
+		total += n;
+	}
+	EXPECT_EQ(1U, total);
+	for (int i = 0; i < 3; i++)
+		evq_q_close(&qs[i]);
+}
+
+static void reload_if_unloaded(void)
+{
+	if (!evq_module_loaded())
+		evq_load_module_from_env();
+}
+
+TEST_F(life, rmmod_refused_while_open)
+{
+	int ret;
+
+	if (!evq_module_loaded())
+		SKIP(return, "module not loaded as \"" EVQ_MODNAME "\"");
+	ret = evq_delete_module(O_NONBLOCK);
+	EXPECT_TRUE(ret == -EBUSY || ret == -EWOULDBLOCK) TH_LOG("delete_module: %d", ret);
+	ret = evq_delete_module(0);
+	EXPECT_TRUE(ret == -EBUSY || ret == -EWOULDBLOCK) TH_LOG("delete_module: %d", ret);
+	EXPECT_TRUE(!!evq_module_loaded());
+	/* The queue still works. */
+	EXPECT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN, 0, 1));
+	reload_if_unloaded();
+}
+
+TEST_F(life, rmmod_refused_while_only_mapped)
+{
+	struct evq_q q2;
+	int ret;
+
+	if (!evq_module_loaded())
+		SKIP(return, "module not loaded as \"" EVQ_MODNAME "\"");
+	/* Only a mapping is left of this queue; close the fixture's too. */
+	ASSERT_EQ(0, evq_q_open(&q2, 4));
+	evq_q_close(&self->q);
+	close(q2.fd);
+	q2.fd = -1;
+	ret = evq_delete_module(O_NONBLOCK);
+	EXPECT_TRUE(ret == -EBUSY || ret == -EWOULDBLOCK) TH_LOG("delete_module: %d", ret);
+	EXPECT_TRUE(!!evq_module_loaded());
+	EXPECT_EQ(0U, *q2.tail);
+	evq_q_close(&q2);
+	reload_if_unloaded();
+}
+
+TEST_HARNESS_MAIN
