@@ -566,19 +566,33 @@ TEST_F(xport, writable_reports_epollout)
 
 TEST_F(xport, peer_close_reports_hangup)
 {
+	__u32 want = variant->kind == XP_PIPE ? EPOLLHUP : EPOLLRDHUP;
 	struct evq_cqe c[4];
+	unsigned int seen = 0, total = 0;
+	int i, n;
 
 	ASSERT_EQ(0, evq_add(&self->q, self->rd, EPOLLIN | EPOLLRDHUP,
 			     EVQ_WATCH_EDGE, 31));
 	close(self->wr);
 	self->wr = -1;
-	ASSERT_EQ(1, get_events(&self->q, c, 4, LONG_WAIT));
-	ASSERT_EQ(31, c[0].user_data);
-	if (variant->kind == XP_PIPE) {
-		ASSERT_TRUE(c[0].res & EPOLLHUP);
-	} else {
-		ASSERT_TRUE(c[0].res & EPOLLRDHUP);
+	/*
+	 * A TCP close wakes the reader more than once (data-ready, then the
+	 * state change that brings RDHUP): epoll folds them into one report
+	 * at epoll_wait, evq posts an entry for each wake-up with new bits,
+	 * the later one from a kernel worker.  What matters is that the
+	 * hang-up is reported, only for 31, and in at most two entries.
+	 */
+	while (!(seen & want) && total < 2) {
+		n = get_events(&self->q, c, 4, LONG_WAIT);
+		ASSERT_LE(1, n);
+		for (i = 0; i < n; i++) {
+			ASSERT_EQ(31, c[i].user_data);
+			seen |= c[i].res;
+		}
+		total += n;
 	}
+	ASSERT_GE(2, total);
+	ASSERT_TRUE(seen & want);
 }
 
 TEST_F(xport, mod_changes_events_and_user_data)
