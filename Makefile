@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# evq: top-level build.  `make` builds kmod/evq.ko against the installed
+# Debian headers, libevq and the tools; `make check` and `make demo` first
+# install what they need (`make deps`), so each works alone on a fresh
+# Debian 12 machine.
+
+TOP      := $(CURDIR)
+BUILD    := $(TOP)/build
+KVERS     = $(shell $(TOP)/tools/kernels)
+# The running kernel if we have its headers, else the first test kernel.
+KVER     ?= $(shell if [ -d /lib/modules/$$(uname -r)/build ]; then uname -r; \
+		else $(TOP)/tools/kernels | head -n 1; fi)
+KDIR     ?= /lib/modules/$(KVER)/build
+LINUX_SRC ?= /usr/src/linux-source-6.1.tar.xz
+KSFT     := $(BUILD)/ksft
+CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
+
+export TOP BUILD KSFT_DIR=$(KSFT)
+
+.PHONY: all deps module modules-all lib selftests tools check check-host \
+	check-vm demo bench style clean help
+
+all: module lib tools
+
+help:
+	@echo "make            build kmod/evq.ko (KVER=$(KVER)), libevq, tools"
+	@echo "make deps       install every Debian package needed (root)"
+	@echo "make check      host tests, then VM selftests on: $(KVERS)"
+	@echo "make demo       the queue at work in the VM"
+	@echo "make bench      evq against epoll in the VM"
+	@echo "make style      checkpatch on kmod/ and uapi/"
+
+deps:
+	@$(TOP)/tools/deps
+
+module:
+	$(MAKE) -C $(KDIR) M=$(TOP)/kmod modules
+
+# One build per test kernel, each in its own tree of links to kmod/, so
+# both kernels' objects can coexist.
+modules-all:
+	@set -e; for k in $(KVERS); do \
+		d=$(BUILD)/kmod/$$k/kmod; mkdir -p $$d $(BUILD)/kmod/$$k/uapi; \
+		ln -sfn $(TOP)/uapi/linux $(BUILD)/kmod/$$k/uapi/linux; \
+		for f in $(TOP)/kmod/*.[ch] $(TOP)/kmod/Kbuild; do \
+			case $$f in *.mod.c) continue;; esac; \
+			ln -sf $$f $$d/; done; \
+		$(MAKE) -s -C /lib/modules/$$k/build M=$$d modules; \
+		cp $$d/evq.ko $(BUILD)/kmod/$$k/evq.ko; \
+		echo "  KMOD    build/kmod/$$k/evq.ko"; \
+	done
+
+lib:
+	$(MAKE) -C lib O=$(BUILD)/lib
+
+# The kselftest harness and checkpatch, used from Debian's linux-source.
+$(KSFT)/kselftest_harness.h $(CHECKPATCH): $(LINUX_SRC)
+	@echo "  EXTRACT kselftest harness, checkpatch from $(LINUX_SRC)"
+	@rm -rf $(BUILD)/linux-src && mkdir -p $(BUILD)/linux-src $(KSFT) $(BUILD)/checkpatch/scripts
+	@tar -xJf $(LINUX_SRC) -C $(BUILD)/linux-src --wildcards \
+		'*/tools/testing/selftests/kselftest_harness.h' \
+		'*/tools/testing/selftests/kselftest.h' \
+		'*/scripts/checkpatch.pl' '*/scripts/spelling.txt' \
+		'*/scripts/const_structs.checkpatch' '*/scripts/kernel-doc'
+	@cp $(BUILD)/linux-src/*/tools/testing/selftests/kselftest*.h $(KSFT)/
+	@cp $(BUILD)/linux-src/*/scripts/checkpatch.pl $(BUILD)/linux-src/*/scripts/spelling.txt \
+		$(BUILD)/linux-src/*/scripts/const_structs.checkpatch \
+		$(BUILD)/linux-src/*/scripts/kernel-doc $(BUILD)/checkpatch/scripts/
+	@rm -rf $(BUILD)/linux-src
+	@touch $(KSFT)/kselftest_harness.h $(CHECKPATCH)
+
+selftests: lib $(KSFT)/kselftest_harness.h
+	$(MAKE) -C selftests/lib
+	$(MAKE) -C selftests/lib SAN=1
+	$(MAKE) -C selftests/kmod
+
+tools: lib
+	$(MAKE) -C tools/bench
+	$(MAKE) -C examples
+
+check: deps
+	@$(MAKE) -s all modules-all selftests
+	@$(TOP)/tools/check
+
+demo: deps
+	@$(MAKE) -s lib tools modules-all
+	$(TOP)/tools/vm/run --kernel $(firstword $(KVERS)) -- \
+		$(BUILD)/examples/evq-echo -b both
+
+bench: deps
+	@$(MAKE) -s lib tools modules-all
+	@mkdir -p $(BUILD)/bench
+	$(TOP)/tools/vm/run --kernel $(firstword $(KVERS)) -- \
+		$(BUILD)/bench/queue_bench -o $(BUILD)/bench/queue.json
+
+KSRC_C := $(filter-out %.mod.c,$(wildcard kmod/*.c))
+
+# checkpatch (strict for kmod/; the uapi header cannot use BIT()), and
+# kernel-doc, where any warning fails.
+style: $(CHECKPATCH)
+	$(CHECKPATCH) --no-tree --strict --terse -f $(KSRC_C) kmod/*.h
+	$(CHECKPATCH) --no-tree --terse -f uapi/linux/evq.h
+	@out=$$(perl $(dir $(CHECKPATCH))kernel-doc -none -v uapi/linux/evq.h \
+		$(KSRC_C) kmod/queue.h 2>&1 | grep -i warning); \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "  KDOC    clean"
+
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(TOP)/kmod clean
+	rm -rf $(BUILD)
