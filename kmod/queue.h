@@ -120,6 +120,7 @@ struct evq_pwq {
  * @mode: EVQ_WATCH_* bits
  * @user_data: returned in every entry
  * @pwq: wait-queue hooks
+ * @pwq0: the first hook, kept here: most files have one wait queue
  * @nwait: hooks made, or -1 when one could not be allocated
  * @armed: cleared after a oneshot event until MOD
  * @closed: dropped; a CLOSED entry is pending on @q->ovf_list
@@ -142,6 +143,7 @@ struct evq_watch {
 	u32 mode;
 	u64 user_data;
 	struct evq_pwq *pwq;
+	struct evq_pwq pwq0;
 	int nwait;
 	bool armed;
 	bool closed;

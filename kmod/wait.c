@@ -28,9 +28,16 @@ void evq_wake_work(struct work_struct *work)
 /* Wake EVQ_IOC_WAIT sleepers (one exclusive one) and pollers. */
 void evq_wake(struct evq_queue *q)
 {
-	if (wq_has_sleeper(&q->wq))
+	/*
+	 * One barrier for both checks: the post is visible before we look
+	 * for sleepers, who queue themselves before they look at the ring.
+	 */
+	smp_mb();
+	/* Safe without the lock thanks to the barrier above. */
+	if (waitqueue_active(&q->wq))
 		wake_up(&q->wq);
-	if (!wq_has_sleeper(&q->poll_wq))
+	/* Likewise: pollers queue before they look at the ring. */
+	if (!waitqueue_active(&q->poll_wq))
 		return;
 	preempt_disable();
 	if (this_cpu_read(evq_wake_depth)) {

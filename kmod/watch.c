@@ -154,7 +154,10 @@ static void evq_ptable_queue(struct file *file, wait_queue_head_t *whead,
 
 	if (w->nwait < 0)
 		return;
-	pwq = kmem_cache_alloc(evq_pwq_cache, GFP_KERNEL_ACCOUNT);
+	if (!w->nwait)
+		pwq = &w->pwq0;
+	else
+		pwq = kmem_cache_alloc(evq_pwq_cache, GFP_KERNEL_ACCOUNT);
 	if (!pwq) {
 		w->nwait = -1;
 		return;
@@ -192,7 +195,8 @@ void evq_watch_unhook(struct evq_watch *w)
 		if (whead)
 			remove_wait_queue(whead, &pwq->wait);
 		rcu_read_unlock();
-		kmem_cache_free(evq_pwq_cache, pwq);
+		if (pwq != &w->pwq0)
+			kmem_cache_free(evq_pwq_cache, pwq);
 	}
 	w->nwait = 0;
 }
