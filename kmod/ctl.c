@@ -22,12 +22,15 @@ static int evq_ctl_one(struct evq_queue *q, const struct evq_ctl *c)
 	}
 }
 
+/* Entries read, applied and written back at a time: 512 bytes of stack. */
+#define EVQ_CTL_CHUNK 16
+
 long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 {
+	struct evq_ctl c[EVQ_CTL_CHUNK];
 	struct evq_ctl_batch b;
 	struct evq_ctl __user *uc;
-	struct evq_ctl c;
-	u32 i;
+	u32 done = 0, chunk = EVQ_CTL_CHUNK, n, i;
 
 	if (copy_from_user(&b, arg, sizeof(b)))
 		return -EFAULT;
@@ -36,20 +39,30 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 	uc = u64_to_user_ptr(b.entries);
 
 	mutex_lock(&q->mtx);
-	for (i = 0; i < b.nr; i++) {
-		if (copy_from_user(&c, &uc[i], sizeof(c)))
-			break;
-		c.res = evq_ctl_one(q, &c);
-		if (put_user(c.res, &uc[i].res))
-			break;
-		if (!((i + 1) & 255)) {
-			if (fatal_signal_pending(current)) {
-				i++;
+	while (done < b.nr) {
+		n = min_t(u32, b.nr - done, chunk);
+		/*
+		 * Writing the chunk back unchanged first proves the results
+		 * can be stored, so a read-only array fails before any of
+		 * its changes is applied rather than after.  On a fault, go
+		 * on one entry at a time to stop exactly at the bad one.
+		 */
+		if (copy_from_user(c, uc + done, n * sizeof(*c)) ||
+		    copy_to_user(uc + done, c, n * sizeof(*c))) {
+			if (n == 1)
 				break;
-			}
-			cond_resched();
+			chunk = 1;
+			continue;
 		}
+		for (i = 0; i < n; i++)
+			c[i].res = evq_ctl_one(q, &c[i]);
+		if (copy_to_user(uc + done, c, n * sizeof(*c)))
+			break;
+		done += n;
+		if (fatal_signal_pending(current))
+			break;
+		cond_resched();
 	}
 	mutex_unlock(&q->mtx);
-	return i ? i : -EFAULT;
+	return done ? done : -EFAULT;
 }

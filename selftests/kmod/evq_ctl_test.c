@@ -305,6 +305,27 @@ TEST_F(ctl, batch_readonly_entries_efault)
 	munmap(e, pg);
 }
 
+/* A read-only array fails before anything in it is applied. */
+TEST_F(ctl, batch_readonly_applies_nothing)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	struct evq_ctl *e = mmap(NULL, pg, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int i;
+
+	ASSERT_NE(MAP_FAILED, e);
+	/* Valid entries, more than one group of 16. */
+	for (i = 0; i < 20; i++)
+		evq_ctl_fill(&e[i], i ? EVQ_CTL_MOD : EVQ_CTL_ADD,
+			     self->sp[0], EPOLLIN, 0, i + 1);
+	ASSERT_EQ(0, mprotect(e, pg, PROT_READ));
+	EXPECT_EQ(-EFAULT, evq_ctl_batch(self->q.fd, e, 20));
+	/* The ADD was not applied: it can be made now, once. */
+	EXPECT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sp[0], EPOLLIN,
+			      0, 1));
+	munmap(e, pg);
+}
+
 /* An entry that cannot be read ends the batch: the count done so far. */
 TEST_F(ctl, batch_fault_midway_returns_count)
 {
