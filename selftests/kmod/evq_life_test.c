@@ -462,6 +462,42 @@ TEST_F(life, nested_in_epoll)
 	close(ep);
 }
 
+/*
+ * A queue watching an epoll fd that watches the queue: each post wakes
+ * epoll, which wakes the queue's watch on it, which must not wake the
+ * queue's poll wait queue again under the lock the first wake-up holds.
+ * The module defers such nested wake-ups; without that this deadlocks.
+ */
+TEST_F(life, wakeup_cycle_through_epoll)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct evq_cqe c[64];
+	uint32_t got = 0, from_ep = 0, from_pipe = 0, i, n;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int k;
+
+	ASSERT_LE(0, ep);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->q.fd, &ev));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, ep, EPOLLIN,
+			      EVQ_WATCH_EDGE, 0xe9));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 0x91));
+	for (k = 0; k < 20; k++) {
+		ASSERT_EQ(1, write(self->p[1], "c", 1));
+		n = evq_collect(&self->q, c, 64, 1, 3000);
+		ASSERT_LE(1U, n);
+		for (i = 0; i < n; i++) {
+			from_ep += c[i].user_data == 0xe9;
+			from_pipe += c[i].user_data == 0x91;
+		}
+		got += n;
+	}
+	/* Every write was reported; the queue kept working. */
+	EXPECT_EQ(20U, from_pipe);
+	EXPECT_EQ(got, from_ep + from_pipe);
+	close(ep);
+}
+
 TEST_F(life, watches_an_epoll_fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
