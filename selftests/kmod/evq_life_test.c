@@ -36,6 +36,21 @@ FIXTURE_TEARDOWN(life)
 	}
 }
 
+/*
+ * Close @q2 and check it let go of everything: its module reference, and
+ * the socket it watched (the peer sees EOF once the test closes its end).
+ */
+static void expect_released(struct __test_metadata *_metadata,
+			    FIXTURE_DATA(life) *self, struct evq_q *q2,
+			    int base)
+{
+	evq_q_close(q2);
+	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
 /* Collect until an entry of @type with @ud shows up; its res, or -1. */
 static int64_t wait_for_entry(struct evq_q *q, uint32_t type, uint64_t ud,
 			      int timeout_ms, int *others)
@@ -309,12 +324,7 @@ TEST_F(life, release_with_unconsumed_level_entry)
 	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 1));
 	ASSERT_EQ(1, write(self->sv[1], "a", 1));
 	ASSERT_EQ(1, evq_wait(q2.fd, 2 * NSEC_PER_SEC, 1, 0));
-	evq_q_close(&q2);
-	/* The queue itself is gone (no module reference left behind). */
-	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
-	close(self->sv[0]);
-	self->sv[0] = -1;
-	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	expect_released(_metadata, self, &q2, base);
 }
 
 /* Release with a level watch whose entry was consumed (due a re-check). */
@@ -329,12 +339,7 @@ TEST_F(life, release_with_consumed_level_entry)
 	ASSERT_EQ(1, write(self->sv[1], "a", 1));
 	ASSERT_EQ(1, evq_wait(q2.fd, 2 * NSEC_PER_SEC, 1, 0));
 	ASSERT_EQ(1U, evq_harvest(&q2, NULL, 8));
-	evq_q_close(&q2);
-	/* The queue itself is gone (no module reference left behind). */
-	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
-	close(self->sv[0]);
-	self->sv[0] = -1;
-	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	expect_released(_metadata, self, &q2, base);
 }
 
 /* Release with an edge watch held on the ready list (ring full). */
@@ -350,12 +355,7 @@ TEST_F(life, release_with_overflowed_edge_watch)
 	ASSERT_EQ(1, write(self->p[1], "a", 1));
 	ASSERT_EQ(1, write(self->sv[1], "b", 1));
 	EXPECT_LT(0U, *q2.overflow);
-	evq_q_close(&q2);
-	/* The queue itself is gone (no module reference left behind). */
-	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
-	close(self->sv[0]);
-	self->sv[0] = -1;
-	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	expect_released(_metadata, self, &q2, base);
 }
 
 /* Release with an idle watch: nothing ever happened on it. */
@@ -367,12 +367,7 @@ TEST_F(life, release_with_idle_watch)
 
 	ASSERT_EQ(0, evq_q_open(&q2, 8));
 	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, EVQ_WATCH_EDGE, 1));
-	evq_q_close(&q2);
-	/* The queue itself is gone (no module reference left behind). */
-	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
-	close(self->sv[0]);
-	self->sv[0] = -1;
-	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	expect_released(_metadata, self, &q2, base);
 }
 
 TEST_F(life, poll_on_queue_fd)
