@@ -16,7 +16,8 @@ LINUX_SRC ?= /usr/src/linux-source-6.1.tar.xz
 KSFT     := $(BUILD)/ksft
 CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
 
-export TOP BUILD KSFT_DIR=$(KSFT)
+KSFT_DIR := $(KSFT)
+export TOP BUILD KSFT_DIR
 
 .PHONY: all deps module modules-all lib selftests tools check check-host \
 	check-vm demo bench style clean help
