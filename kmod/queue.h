@@ -204,7 +204,7 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);
 
 /* wait.c */
 long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg);
-void evq_wake(struct evq_queue *q);
+void evq_wake(struct evq_queue *q, bool sync);
 void evq_wake_work(struct work_struct *work);
 
 /* user.c */

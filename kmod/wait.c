@@ -25,8 +25,14 @@ void evq_wake_work(struct work_struct *work)
 	wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
 }
 
-/* Wake EVQ_IOC_WAIT sleepers (one exclusive one) and pollers. */
-void evq_wake(struct evq_queue *q)
+/**
+ * evq_wake() - wake EVQ_IOC_WAIT sleepers (one exclusive one) and pollers
+ * @q: the queue
+ * @sync: the waker is about to sleep (a sync wake-up of the watched file):
+ *	let the sleeper run here rather than at once on another CPU, so it
+ *	finds more entries when it does, as epoll does
+ */
+void evq_wake(struct evq_queue *q, bool sync)
 {
 	/*
 	 * One barrier for both checks: the post is visible before we look
@@ -34,8 +40,12 @@ void evq_wake(struct evq_queue *q)
 	 */
 	smp_mb();
 	/* Safe without the lock thanks to the barrier above. */
-	if (waitqueue_active(&q->wq))
-		wake_up(&q->wq);
+	if (waitqueue_active(&q->wq)) {
+		if (sync)
+			wake_up_sync(&q->wq);
+		else
+			wake_up(&q->wq);
+	}
 	/* Likewise: pollers queue before they look at the ring. */
 	if (!waitqueue_active(&q->poll_wq))
 		return;

@@ -130,7 +130,7 @@ static int evq_watch_wake(wait_queue_entry_t *wait, unsigned int mode,
 	if (poll)
 		queue_work(system_wq, &q->poll_work);
 	if (woke)
-		evq_wake(q);
+		evq_wake(q, sync);
 
 	if (events & POLLFREE) {
 		/* The head is going away: unhook now, tell unhook not to. */
@@ -291,7 +291,7 @@ void evq_watch_close(struct evq_watch *w)
 
 	if (free)
 		evq_watch_free(w);
-	evq_wake(q);
+	evq_wake(q, false);
 }
 
 /* Poll @w without hooking and post what is ready.  q->mtx held. */
@@ -309,7 +309,7 @@ void evq_watch_repoll(struct evq_watch *w)
 	woke = evq_watch_post(w, events);
 	spin_unlock_irq(&q->lock);
 	if (woke)
-		evq_wake(q);
+		evq_wake(q, false);
 }
 
 static int evq_ctl_check(const struct evq_ctl *c, bool add)
@@ -407,7 +407,7 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	ret = evq_watch_post(w, events);
 	spin_unlock_irq(&q->lock);
 	if (ret)
-		evq_wake(q);
+		evq_wake(q, false);
 	evq_reap_schedule(q);
 	return 0;
 
