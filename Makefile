@@ -92,7 +92,7 @@ demo: deps
 bench: deps
 	@$(MAKE) -s lib tools modules-all
 	@mkdir -p $(BUILD)/bench
-	$(TOP)/tools/vm/run --kernel $(firstword $(KVERS)) -- \
+	$(TOP)/tools/vm/run --icount --timeout 1800 --kernel $(firstword $(KVERS)) -- \
 		$(BUILD)/bench/queue_bench -o $(BUILD)/bench/queue.json
 
 KSRC_C := $(filter-out %.mod.c,$(wildcard kmod/*.c))
