@@ -12,6 +12,12 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/mm.h>
+#include <linux/fs.h>
+#include <linux/net.h>
+#include <linux/socket.h>
+#include <linux/pagemap.h>
+#include <linux/uio.h>
+#include <linux/bvec.h>
 
 #ifndef EVQ_HAVE_VM_FLAGS_SET
 /* 6.3 made vm_flags read-only and added setters. */
@@ -20,5 +26,75 @@ static inline void vm_flags_set(struct vm_area_struct *vma, vm_flags_t flags)
 	vma->vm_flags |= flags;
 }
 #endif
+
+/*
+ * A cached folio, referenced, or NULL.  On a miss 6.1 returns NULL and
+ * 6.3 on ERR_PTR(-ENOENT); both mean "not in the page cache" here.
+ */
+static inline struct folio *evq_filemap_lookup(struct address_space *mapping,
+					       pgoff_t index)
+{
+	struct folio *folio = __filemap_get_folio(mapping, index, 0, 0);
+
+	return IS_ERR(folio) ? NULL : folio;
+}
+
+/*
+ * Can ->read_iter() arm a folio-unlock callback (IOCB_WAITQ)?  A file
+ * mode bit on 6.1, a file_operations flag from 6.11.
+ */
+static inline bool evq_file_buf_rasync(struct file *file)
+{
+#ifdef EVQ_HAVE_FOP_BUFFER_RASYNC
+	return file->f_op->fop_flags & FOP_BUFFER_RASYNC;
+#else
+	return file->f_mode & FMODE_BUF_RASYNC;
+#endif
+}
+
+/**
+ * evq_sock_send_pages() - send page-cache pages to a socket without a copy
+ * @sock: the socket
+ * @bv: the pages, each within one page
+ * @n: entries in @bv
+ * @len: their total length
+ * @flags: MSG_* flags for the whole batch (MSG_MORE applies to its end)
+ *
+ * 6.1 has ->sendpage, one page a call; 6.5 removed it in favour of
+ * sendmsg with MSG_SPLICE_PAGES over a bvec iterator, which takes the
+ * whole batch at once.  Either way the socket holds its own reference to
+ * each page it queues.
+ *
+ * Return: bytes queued (short when the socket filled up) or -errno.
+ */
+static inline int evq_sock_send_pages(struct socket *sock, struct bio_vec *bv,
+				      unsigned int n, size_t len, int flags)
+{
+#ifdef EVQ_HAVE_KERNEL_SENDPAGE
+	unsigned int i;
+	int done = 0;
+	int ret;
+
+	for (i = 0; i < n; i++) {
+		/* Inside the batch: let TCP fill segments before it pushes. */
+		int f = i + 1 < n ? (flags & ~MSG_MORE) | MSG_SENDPAGE_NOTLAST :
+				    flags;
+
+		ret = kernel_sendpage(sock, bv[i].bv_page, bv[i].bv_offset,
+				      bv[i].bv_len, f);
+		if (ret <= 0)
+			return done ? done : ret;
+		done += ret;
+		if (ret < bv[i].bv_len)
+			break;
+	}
+	return done;
+#else
+	struct msghdr msg = { .msg_flags = flags | MSG_SPLICE_PAGES };
+
+	iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bv, n, len);
+	return sock_sendmsg(sock, &msg);
+#endif
+}
 
 #endif /* EVQ_COMPAT_H */

@@ -27,6 +27,17 @@ unsigned int evq_reap_interval_ms = 100;
 module_param_named(reap_interval_ms, evq_reap_interval_ms, uint, 0644);
 MODULE_PARM_DESC(reap_interval_ms, "How often a queue looks for watched files only it still holds");
 
+unsigned int evq_max_ops = 4096;
+module_param_named(max_ops, evq_max_ops, uint, 0644);
+MODULE_PARM_DESC(max_ops, "Operations (asynchronous sends, page-in notifications) one queue may have in flight");
+
+unsigned int evq_sendfile_window = 512 << 10;
+module_param_named(sendfile_window, evq_sendfile_window, uint, 0644);
+MODULE_PARM_DESC(sendfile_window, "Bytes a sendfile page-in reads ahead (rounded to pages, at least one)");
+
+/* Operation steps that may sleep on the disk run here, never in the caller. */
+struct workqueue_struct *evq_wq;
+
 static int evq_open(struct inode *inode, struct file *file)
 {
 	struct evq_queue *q = evq_queue_create();
@@ -39,7 +50,7 @@ static int evq_open(struct inode *inode, struct file *file)
 
 static int evq_release(struct inode *inode, struct file *file)
 {
-	evq_queue_destroy(file->private_data);
+	evq_queue_release(file->private_data);
 	return 0;
 }
 
@@ -49,10 +60,12 @@ static long evq_info_ioctl(struct evq_info __user *arg)
 		.abi_version = EVQ_ABI_VERSION,
 		.features = EVQ_FEAT_RING | EVQ_FEAT_BATCH_CTL |
 			    EVQ_FEAT_EXCL_WAIT | EVQ_FEAT_EXCL_WATCH |
-			    EVQ_FEAT_CLOSED_EVENT,
+			    EVQ_FEAT_CLOSED_EVENT | EVQ_FEAT_SENDFILE,
 		.max_cq_entries = READ_ONCE(evq_max_cq_entries),
 		.max_batch = READ_ONCE(evq_max_batch),
 		.max_user_watches = READ_ONCE(evq_max_user_watches),
+		.max_ops = READ_ONCE(evq_max_ops),
+		.sendfile_window = evq_sf_window(),
 	};
 
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
@@ -70,6 +83,8 @@ static long evq_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return evq_ring_setup(q, uarg);
 	case EVQ_IOC_CTL:
 	case EVQ_IOC_WAIT:
+	case EVQ_IOC_SENDFILE:
+	case EVQ_IOC_CANCEL:
 		break;
 	default:
 		return -ENOTTY;
@@ -77,8 +92,14 @@ static long evq_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	/* Pairs with the release in evq_ring_setup(): the ring is whole. */
 	if (!smp_load_acquire(&q->ready))
 		return -EBADFD;
-	if (cmd == EVQ_IOC_CTL)
+	switch (cmd) {
+	case EVQ_IOC_CTL:
 		return evq_ctl_ioctl(q, uarg);
+	case EVQ_IOC_SENDFILE:
+		return evq_sendfile_ioctl(q, uarg);
+	case EVQ_IOC_CANCEL:
+		return evq_cancel_ioctl(q, uarg);
+	}
 	return evq_wait_ioctl(q, uarg);
 }
 
@@ -117,18 +138,41 @@ static int __init evq_init(void)
 	ret = evq_watch_cache_init();
 	if (ret)
 		return ret;
+	ret = evq_op_cache_init();
+	if (ret)
+		goto err_watch;
+	ret = -ENOMEM;
+	evq_wq = alloc_workqueue("evq", WQ_UNBOUND, 0);
+	if (!evq_wq)
+		goto err_op;
 	ret = misc_register(&evq_misc);
-	if (ret) {
-		evq_watch_cache_exit();
-		return ret;
-	}
+	if (ret)
+		goto err_wq;
 	pr_info("ABI %d, /dev/evq ready\n", EVQ_ABI_VERSION);
 	return 0;
+
+err_wq:
+	destroy_workqueue(evq_wq);
+err_op:
+	evq_op_cache_exit();
+err_watch:
+	evq_watch_cache_exit();
+	return ret;
 }
 
 static void __exit evq_exit(void)
 {
 	misc_deregister(&evq_misc);
+	/*
+	 * Closed queues live on while an operation waits for a read to
+	 * finish.  Then make sure no wake-up callback is still returning
+	 * into this module's text: they run under spinlocks, so an RCU
+	 * grace period covers them.
+	 */
+	wait_var_event(&evq_nr_queues, !atomic_read(&evq_nr_queues));
+	synchronize_rcu();
+	destroy_workqueue(evq_wq);
+	evq_op_cache_exit();
 	evq_watch_cache_exit();
 }
 

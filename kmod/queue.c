@@ -8,6 +8,9 @@
 #include <linux/cred.h>
 #include "queue.h"
 
+/* Queues not yet freed: module exit waits for operations to drain them. */
+atomic_t evq_nr_queues = ATOMIC_INIT(0);
+
 struct evq_queue *evq_queue_create(void)
 {
 	struct evq_queue *q;
@@ -31,10 +34,21 @@ struct evq_queue *evq_queue_create(void)
 	INIT_DELAYED_WORK(&q->reap_work, evq_reap_work);
 	INIT_WORK(&q->wake_work, evq_wake_work);
 	xa_init(&q->watches);
+	refcount_set(&q->refs, 1);
+	INIT_LIST_HEAD(&q->ops);
+	INIT_LIST_HEAD(&q->op_ovf);
+	atomic_inc(&evq_nr_queues);
 	return q;
 }
 
-void evq_queue_destroy(struct evq_queue *q)
+/**
+ * evq_queue_release() - the queue's file is closed
+ * @q: the queue
+ *
+ * Watches go now.  Operations in flight are cancelled and hold the queue
+ * (and its ring, which userspace may still have mapped) until they end.
+ */
+void evq_queue_release(struct evq_queue *q)
 {
 	struct evq_watch *w, *tmp;
 	unsigned long fd;
@@ -55,9 +69,22 @@ void evq_queue_destroy(struct evq_queue *q)
 	xa_for_each(&q->watches, fd, w)
 		evq_watch_free(w);
 	xa_destroy(&q->watches);
+
+	evq_op_cancel_all(q);
+	evq_queue_put(q);
+}
+
+/* Drop a reference; the last one frees the ring and the queue. */
+void evq_queue_put(struct evq_queue *q)
+{
+	if (!refcount_dec_and_test(&q->refs))
+		return;
+	cancel_work_sync(&q->wake_work);
 	evq_ring_free(&q->ring);
 	evq_user_put(q->user);
 	kfree(q);
+	if (atomic_dec_and_test(&evq_nr_queues))
+		wake_up_var(&evq_nr_queues);
 }
 
 /* Called with q->lock held. */
@@ -65,7 +92,8 @@ void evq_queue_update_flags(struct evq_queue *q)
 {
 	u32 flags = 0;
 
-	if (!list_empty(&q->ovf_list) || !list_empty(&q->level_list))
+	if (!list_empty(&q->ovf_list) || !list_empty(&q->level_list) ||
+	    !list_empty(&q->op_ovf))
 		flags |= EVQ_RING_NEED_ENTER;
 	if (READ_ONCE(*q->ring.flags) == flags)
 		return;
@@ -81,7 +109,8 @@ __poll_t evq_queue_poll(struct evq_queue *q, struct file *file,
 	if (!smp_load_acquire(&q->ready))
 		return 0;
 	if (evq_ring_count(q) || !list_empty_careful(&q->ovf_list) ||
-	    !list_empty_careful(&q->level_list))
+	    !list_empty_careful(&q->level_list) ||
+	    !list_empty_careful(&q->op_ovf))
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
 }

@@ -6,7 +6,8 @@
  *   evq_queue.mtx   the watch table and everything that sleeps (vfs_poll,
  *                   fget/fput, allocations); held by CTL, by the level
  *                   re-check in WAIT and by the poll and reap workers, so
- *                   a watch is only freed with it held.
+ *                   a watch is only freed with it held.  Also the list of
+ *                   operations in flight, so cancel can reach them.
  *   evq_queue.lock  the producer side of the ring and every watch's post
  *                   state and list membership; taken from wake-up
  *                   callbacks (any context, under the watched file's
@@ -23,6 +24,8 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
+#include <linux/refcount.h>
+#include <linux/pagemap.h>
 #include <linux/poll.h>
 #include <linux/fs.h>
 #include <linux/evq.h>
@@ -82,6 +85,12 @@ struct evq_ring {
  * @watches: fd -> struct evq_watch
  * @nr_watches: entries in @watches
  * @user: the opener's accounting
+ * @refs: one for the open file, one per operation in flight
+ * @dead: the file is released: completions that do not fit are dropped
+ * @ops: operations in flight (under @mtx)
+ * @op_ovf: finished operations whose entries did not fit in the ring
+ * @nr_ops: operations counted against max_ops, until their last entry
+ *	is in the ring
  */
 struct evq_queue {
 	struct mutex mtx;	/* watch table, sleeping work */
@@ -101,6 +110,11 @@ struct evq_queue {
 	struct xarray watches;
 	unsigned int nr_watches;
 	struct evq_user *user;
+	refcount_t refs;
+	bool dead;
+	struct list_head ops;
+	struct list_head op_ovf;
+	atomic_t nr_ops;
 };
 
 /* One wait-queue head a watch is hooked on (most files have one). */
@@ -159,17 +173,92 @@ struct evq_watch {
 	struct list_head pollq_node;
 };
 
+/* What an operation is waiting for (evq_op.state). */
+enum {
+	EVQ_OP_RUNNING,		/* its executor owns it */
+	EVQ_OP_ARMED_SOCK,	/* hooked on the socket until writable */
+	EVQ_OP_ARMED_PAGE,	/* hooked on a folio until it unlocks */
+	EVQ_OP_QUEUED,		/* its work item is queued */
+};
+
+/**
+ * struct evq_op - an operation in flight: an asynchronous send, or the
+ *	page-in behind an EVQ_SF_NOTIFY
+ * @q: the queue; the operation holds a reference
+ * @node: link in @q->ops
+ * @ovf_node: link in @q->op_ovf once finished, if the ring was full
+ * @work: runs the operation in process context
+ * @state: EVQ_OP_* (atomic: wake callbacks and cancel race the executor)
+ * @cancelled: finish with -ECANCELED at the next step
+ * @async: an asynchronous send (else a page-in notification)
+ * @flags: EVQ_SF_* bits of the request
+ * @user_data: the caller's value for the completion
+ * @in: the file being sent or paged in
+ * @out: the socket (asynchronous sends)
+ * @sock: @out's socket
+ * @pos: next byte to send
+ * @end: end of the range, fixed when the send starts
+ * @sent: bytes sent so far
+ * @pg_start: start of the window being paged in
+ * @pg_pos: next byte of the window to read
+ * @pg_end: end of the window (@pg_pos == @pg_end: no page-in pending)
+ * @wpq: hooked on a folio's wait queue through IOCB_WAITQ
+ * @pt: poll table that hooks @sock_wait on the socket
+ * @sock_head: the socket's wait-queue head
+ * @sock_wait: hooked there while EVQ_OP_ARMED_SOCK
+ * @sock_queued: @sock_wait was added by the current arm
+ * @ncqe: entries to post at the end
+ * @cqe_done: entries of @cqe already in the ring
+ * @cqe: the entries
+ */
+struct evq_op {
+	struct evq_queue *q;
+	struct list_head node;
+	struct list_head ovf_node;
+	struct work_struct work;
+	atomic_t state;
+	bool cancelled;
+	bool async;
+	u32 flags;
+	u64 user_data;
+	struct file *in;
+	struct file *out;
+	struct socket *sock;
+	loff_t pos;
+	loff_t end;
+	u64 sent;
+	loff_t pg_start;
+	loff_t pg_pos;
+	loff_t pg_end;
+	struct wait_page_queue wpq;
+	poll_table pt;
+	wait_queue_head_t *sock_head;
+	wait_queue_entry_t sock_wait;
+	bool sock_queued;
+	u8 ncqe;
+	u8 cqe_done;
+	struct {
+		s32 res;
+		u32 flags;
+	} cqe[2];
+};
+
 /* module parameters */
 extern unsigned int evq_max_user_watches;
 extern unsigned int evq_max_cq_entries;
 extern unsigned int evq_max_batch;
 extern unsigned int evq_reap_interval_ms;
+extern unsigned int evq_max_ops;
+extern unsigned int evq_sendfile_window;
+extern struct workqueue_struct *evq_wq;
 
 extern const struct file_operations evq_fops;
 
 /* queue.c */
 struct evq_queue *evq_queue_create(void);
-void evq_queue_destroy(struct evq_queue *q);
+void evq_queue_release(struct evq_queue *q);
+void evq_queue_put(struct evq_queue *q);
+extern atomic_t evq_nr_queues;
 void evq_queue_update_flags(struct evq_queue *q);
 __poll_t evq_queue_poll(struct evq_queue *q, struct file *file,
 			poll_table *pt);
@@ -206,6 +295,31 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);
 long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg);
 void evq_wake(struct evq_queue *q, bool sync);
 void evq_wake_work(struct work_struct *work);
+
+/* op.c */
+struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
+			    struct file *in, struct file *out);
+void evq_op_discard(struct evq_op *op);
+void evq_op_start(struct evq_op *op);
+bool evq_op_flush(struct evq_queue *q);
+void evq_op_cancel_all(struct evq_queue *q);
+long evq_cancel_ioctl(struct evq_queue *q, u64 __user *arg);
+int evq_op_cache_init(void);
+void evq_op_cache_exit(void);
+
+/* The page-in window: whole pages, one at least, 64 MiB at most. */
+static inline loff_t evq_sf_window(void)
+{
+	unsigned int w = READ_ONCE(evq_sendfile_window);
+
+	return clamp_t(loff_t, round_up((loff_t)w, PAGE_SIZE), PAGE_SIZE,
+		       64 << 20);
+}
+
+/* sendfile.c */
+long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg);
+int evq_sf_push(struct socket *sock, struct file *in, loff_t *pos, loff_t end,
+		u32 flags, int *err);
 
 /* user.c */
 struct evq_user *evq_user_get(kuid_t uid);

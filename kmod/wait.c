@@ -81,6 +81,7 @@ static void evq_flush_ovf(struct evq_queue *q)
 		if (events)
 			evq_watch_emit(w, events);
 	}
+	evq_op_flush(q);
 	evq_queue_update_flags(q);
 }
 
@@ -109,7 +110,8 @@ static void evq_recheck_level(struct evq_queue *q)
 static void evq_enter(struct evq_queue *q)
 {
 	if (list_empty_careful(&q->ovf_list) &&
-	    list_empty_careful(&q->level_list))
+	    list_empty_careful(&q->level_list) &&
+	    list_empty_careful(&q->op_ovf))
 		return;
 	mutex_lock(&q->mtx);
 	spin_lock_irq(&q->lock);

@@ -40,7 +40,8 @@ TEST_F(raw, info_reports_abi_and_limits)
 {
 	struct evq_info *i = &self->info;
 	uint64_t all = EVQ_FEAT_RING | EVQ_FEAT_BATCH_CTL | EVQ_FEAT_EXCL_WAIT |
-		       EVQ_FEAT_EXCL_WATCH | EVQ_FEAT_CLOSED_EVENT;
+		       EVQ_FEAT_EXCL_WATCH | EVQ_FEAT_CLOSED_EVENT |
+		       EVQ_FEAT_SENDFILE;
 
 	EXPECT_EQ((uint32_t)EVQ_ABI_VERSION, i->abi_version);
 	EXPECT_EQ(0U, i->resv0);
@@ -56,7 +57,17 @@ TEST_F(raw, info_reports_abi_and_limits)
 	EXPECT_EQ(cq >= 0 ? (uint32_t)cq : 65536U, i->max_cq_entries);
 	EXPECT_EQ(batch >= 0 ? (uint32_t)batch : 65536U, i->max_batch);
 	EXPECT_EQ(watches >= 0 ? (uint32_t)watches : 1048576U, i->max_user_watches);
-	for (int k = 0; k < 9; k++)
+	long ops = evq_param_get("max_ops");
+	long window = evq_param_get("sendfile_window");
+
+	EXPECT_EQ(ops >= 0 ? (uint32_t)ops : 4096U, i->max_ops);
+	/* The window in force: whole pages, 4 KiB to 64 MiB. */
+	if (window < 0)
+		window = 524288;
+	window = (window + 4095) / 4096 * 4096;
+	window = window < 4096 ? 4096 : window > (64 << 20) ? (64 << 20) : window;
+	EXPECT_EQ((uint32_t)window, i->sendfile_window);
+	for (unsigned int k = 0; k < sizeof(i->resv) / sizeof(i->resv[0]); k++)
 		EXPECT_EQ(0U, i->resv[k]);
 }
 

@@ -20,6 +20,7 @@
 #define EVQ_FEAT_EXCL_WAIT	(1ULL << 2)	/* EVQ_WAIT_EXCLUSIVE */
 #define EVQ_FEAT_EXCL_WATCH	(1ULL << 3)	/* EVQ_WATCH_EXCLUSIVE */
 #define EVQ_FEAT_CLOSED_EVENT	(1ULL << 4)	/* EVQ_CQE_CLOSED */
+#define EVQ_FEAT_SENDFILE	(1ULL << 5)	/* EVQ_IOC_SENDFILE, EVQ_IOC_CANCEL */
 
 /**
  * struct evq_info - what this module offers (EVQ_IOC_INFO, out)
@@ -29,6 +30,10 @@
  * @max_cq_entries: largest ring EVQ_IOC_SETUP accepts
  * @max_batch: most entries one EVQ_IOC_CTL call accepts
  * @max_user_watches: watches one user may hold across all its queues
+ * @max_ops: operations (asynchronous sends, page-in notifications) one
+ *	queue may have in flight
+ * @sendfile_window: bytes a page-in reads (the sendfile_window
+ *	parameter rounded to whole pages)
  * @resv: reserved, zero
  */
 struct evq_info {
@@ -38,7 +43,9 @@ struct evq_info {
 	__u32 max_cq_entries;
 	__u32 max_batch;
 	__u32 max_user_watches;
-	__u32 resv[9];
+	__u32 max_ops;
+	__u32 sendfile_window;
+	__u32 resv[7];
 };
 
 /**
@@ -57,6 +64,15 @@ struct evq_cqe {
 #define EVQ_CQE_TYPE_MASK	0xffU
 #define EVQ_CQE_READY		1U	/* readiness of a watched fd */
 #define EVQ_CQE_CLOSED		2U	/* watch dropped: queue held the last reference */
+#define EVQ_CQE_PAGES_READY	3U	/* res: bytes now in the page cache, or -errno */
+#define EVQ_CQE_SENDFILE	4U	/* res: bytes sent, or -errno */
+
+/*
+ * Another entry with the same user_data follows for this operation: an
+ * asynchronous send that stopped on an error after sending some bytes
+ * posts the count with this flag, then the -errno.
+ */
+#define EVQ_CQEF_MORE		(1U << 8)
 
 /**
  * struct evq_ring_offsets - where the ring's fields sit in the mapping
@@ -171,10 +187,61 @@ struct evq_wait {
 	__u64 resv[2];
 };
 
+/* Largest count one EVQ_IOC_SENDFILE accepts: a result must fit in res. */
+#define EVQ_SENDFILE_MAX	0x7ffff000U
+
+/* evq_sendfile.flags */
+#define EVQ_SF_NOTIFY	(1U << 0)	/* on NOT_RESIDENT, page in and post PAGES_READY */
+#define EVQ_SF_ASYNC	(1U << 1)	/* the kernel sends it all, posts EVQ_CQE_SENDFILE */
+#define EVQ_SF_MORE	(1U << 2)	/* more data follows the range (MSG_MORE) */
+#define EVQ_SF_FLAGS	(EVQ_SF_NOTIFY | EVQ_SF_ASYNC | EVQ_SF_MORE)
+
+/* evq_sendfile.stop: why a synchronous send returned */
+#define EVQ_SF_STOP_DONE		1U	/* the range, or the file, ended */
+#define EVQ_SF_STOP_SOCK_FULL		2U	/* socket full: wait for EPOLLOUT */
+#define EVQ_SF_STOP_NOT_RESIDENT	3U	/* next page not in the page cache */
+#define EVQ_SF_STOP_ERROR		4U	/* @error stopped it after @sent bytes */
+
+/**
+ * struct evq_sendfile - send part of a file to a socket (EVQ_IOC_SENDFILE)
+ * @out_fd: in: a TCP socket, IPv4 or IPv6
+ * @in_fd: in: a regular file open for reading
+ * @offset: in: first byte of the file to send
+ * @count: in: bytes to send, at most EVQ_SENDFILE_MAX
+ * @user_data: in: returned in the PAGES_READY or SENDFILE entry
+ * @flags: in: EVQ_SF_* bits
+ * @stop: out (synchronous form): EVQ_SF_STOP_* reason
+ * @error: out (synchronous form): -errno when @stop is EVQ_SF_STOP_ERROR
+ * @resv0: reserved, zero
+ * @sent: out (synchronous form): bytes sent, also the ioctl's result
+ * @resv: reserved, zero
+ *
+ * Without EVQ_SF_ASYNC the call sends what is in the page cache and never
+ * waits for the disk or for socket space.  With EVQ_SF_ASYNC the queue
+ * owns the whole range and posts one EVQ_CQE_SENDFILE entry when it is
+ * done; the ioctl returns 0 once the operation is started.
+ */
+struct evq_sendfile {
+	__s32 out_fd;
+	__s32 in_fd;
+	__u64 offset;
+	__u64 count;
+	__u64 user_data;
+	__u32 flags;
+	__u32 stop;
+	__s32 error;
+	__u32 resv0;
+	__u64 sent;
+	__u64 resv;
+};
+
 #define EVQ_IOC_MAGIC		0xE7
 #define EVQ_IOC_INFO		_IOR(EVQ_IOC_MAGIC, 0x00, struct evq_info)
 #define EVQ_IOC_SETUP		_IOWR(EVQ_IOC_MAGIC, 0x01, struct evq_setup)
 #define EVQ_IOC_CTL		_IOW(EVQ_IOC_MAGIC, 0x02, struct evq_ctl_batch)
 #define EVQ_IOC_WAIT		_IOW(EVQ_IOC_MAGIC, 0x03, struct evq_wait)
+#define EVQ_IOC_SENDFILE	_IOWR(EVQ_IOC_MAGIC, 0x04, struct evq_sendfile)
+/* Cancel the operations started with this user_data: returns how many. */
+#define EVQ_IOC_CANCEL		_IOW(EVQ_IOC_MAGIC, 0x05, __u64)
 
 #endif /* _UAPI_LINUX_EVQ_H */
