@@ -46,6 +46,8 @@ int evq__ep_open(struct evq *q, unsigned int entries)
 
 void evq__ep_close(struct evq *q)
 {
+	/* First: its helpers post into this queue until they are joined. */
+	evq__ep_sf_close(q);
 	free(q->ep_events);
 	q->ep_events = NULL;
 }
@@ -57,11 +59,15 @@ static int evq__ep_check(const struct evq_ctl *c)
 	    (c->events & ~EVQ__EVENTS_VALID))
 		return -EINVAL;
 	switch (c->op) {
-	case EVQ_CTL_ADD:
 	case EVQ_CTL_DEL:
 		return 0;
 	case EVQ_CTL_MOD:
-		return c->flags & EVQ_WATCH_EXCLUSIVE ? -EINVAL : 0;
+		if (c->flags & EVQ_WATCH_EXCLUSIVE)
+			return -EINVAL;
+		/* fall through */
+	case EVQ_CTL_ADD:
+		/* The sendfile emulation's wake-up travels under this value. */
+		return c->user_data == EVQ__EP_SF_DATA ? -EINVAL : 0;
 	}
 	return -EINVAL;
 }
@@ -120,6 +126,32 @@ static unsigned int evq__ep_avail(struct evq *q)
 	return n;
 }
 
+/* Entries a harvest would return: buffered events and sendfile completions. */
+static unsigned int evq__ep_ready(struct evq *q)
+{
+	return evq__ep_avail(q) + evq__ep_sf_pending(q);
+}
+
+/*
+ * Take the sendfile emulation's wake-up out of a fetched chunk: it is not
+ * an event of the caller's.  Returns the entries left; *sf is set when it
+ * was there.
+ */
+static unsigned int evq__ep_filter(struct epoll_event *ev, unsigned int n,
+				   bool *sf)
+{
+	unsigned int i, k = 0;
+
+	*sf = false;
+	for (i = 0; i < n; i++) {
+		if (ev[i].data.u64 == EVQ__EP_SF_DATA)
+			*sf = true;
+		else
+			ev[k++] = ev[i];
+	}
+	return k;
+}
+
 /*
  * Add fetched events to the buffer.  A level-mode watch whose entry is
  * still buffered is reported again by the next epoll_wait(); the module
@@ -158,17 +190,19 @@ static unsigned int evq__ep_append(struct evq *q,
 
 /*
  * One epoll_wait() into a private chunk, then into the buffer.  Returns
- * the number of new buffer entries, or -errno; *got is the number of
- * events epoll returned, and *more is set when the chunk came back full
- * of new entries, so more may be ready.  The chunk
- * is private so that several threads may sleep here at once
- * (evq_wait_exclusive()).
+ * the number of new buffer entries, plus one when the sendfile emulation
+ * was woken and ran (it consumes its own readiness, so its event is never
+ * a mere re-report), or -errno; *got is the number of events epoll
+ * returned, and *more is set when the chunk came back full of new
+ * entries, so more may be ready.  The chunk is private so that several
+ * threads may sleep here at once (evq_wait_exclusive()).
  */
 static int evq__ep_fetch(struct evq *q, int timeout_ms, bool *more,
 			 unsigned int *got)
 {
 	struct epoll_event chunk[EVQ__EP_CHUNK];
-	unsigned int room, added;
+	unsigned int room, added, kept;
+	bool sf;
 	int n;
 
 	*more = false;
@@ -182,8 +216,12 @@ static int evq__ep_fetch(struct evq *q, int timeout_ms, bool *more,
 	if (n < 0)
 		return -errno;
 	*got = (unsigned int)n;
-	added = evq__ep_append(q, chunk, (unsigned int)n);
+	kept = evq__ep_filter(chunk, (unsigned int)n, &sf);
+	added = evq__ep_append(q, chunk, kept) + sf;
 	*more = n == (int)room && added == room;
+	/* Sends continue and completions post here, in the caller's call. */
+	if (sf)
+		evq__ep_sf_drive(q);
 	return (int)added;
 }
 
@@ -241,7 +279,7 @@ int evq__ep_wait(struct evq *q, unsigned int min, int64_t timeout_ns)
 	}
 
 	for (;;) {
-		avail = evq__ep_avail(q);
+		avail = evq__ep_ready(q);
 		/* Enough already buffered: no system call, as with the ring. */
 		if (!polled && avail && avail >= min)
 			return (int)avail;
@@ -282,7 +320,7 @@ int evq__ep_harvest(struct evq *q, struct evq_cqe *out, unsigned int max)
 	 * Nothing reaches the buffer without a system call: fetch once,
 	 * without sleeping, so harvest loops work as on the ring.
 	 */
-	if (!evq__ep_avail(q)) {
+	if (!evq__ep_ready(q)) {
 		unsigned int got;
 		bool more;
 
@@ -291,6 +329,8 @@ int evq__ep_harvest(struct evq *q, struct evq_cqe *out, unsigned int max)
 			return ret;
 	}
 
+	/* Operation completions first: they are final, readiness may recur. */
+	n = evq__ep_sf_take(q, out, max);
 	evq__lock(q);
 	while (q->ep_pos < q->ep_nr && n < max) {
 		out[n].user_data = buf[q->ep_pos].data.u64;

@@ -32,6 +32,29 @@ int evq__ep_ctl(struct evq *q, struct evq_ctl *v, unsigned int nr);
 int evq__ep_wait(struct evq *q, unsigned int min, int64_t timeout_ns);
 int evq__ep_harvest(struct evq *q, struct evq_cqe *out, unsigned int max);
 
+/* sendfile emulation on the epoll backend (evq_ep_sendfile.c) */
+int evq__ep_sendfile(struct evq *q, struct evq_sendfile *sf);
+int evq__ep_cancel(struct evq *q, uint64_t user_data);
+
+/*
+ * The emulation's own events reach the queue's epoll set through one
+ * nested epoll fd registered under this data value, so evq_ctl() on the
+ * epoll backend refuses it as a watch's user_data: an entry with it could
+ * not be told apart from the emulation's wake-up.
+ */
+#define EVQ__EP_SF_DATA		UINT64_MAX
+
+/* The module's defaults for max_ops and sendfile_window. */
+#define EVQ__EP_MAX_OPS		4096U
+#define EVQ__EP_SF_WINDOW	(512U * 1024)
+
+/* Called from the epoll backend (evq_epoll.c). */
+void evq__ep_sf_close(struct evq *q);
+unsigned int evq__ep_sf_pending(struct evq *q);
+unsigned int evq__ep_sf_take(struct evq *q, struct evq_cqe *out,
+			     unsigned int max);
+void evq__ep_sf_drive(struct evq *q);
+
 /*
  * Threads sharing a queue through evq_wait_exclusive() append to the
  * epoll backend's buffer while another thread may harvest from it, so the

@@ -48,6 +48,7 @@ struct evq {
 	void *ep_events;		/* struct epoll_event[ring_entries] */
 	unsigned int ep_nr, ep_pos;	/* buffered, not yet harvested */
 	int ep_lock;			/* guards ep_*: exclusive waiters share q */
+	void *ep_sf;			/* sendfile emulation state, or NULL */
 };
 
 int evq_open(struct evq *q, unsigned int entries, unsigned int flags);
@@ -73,6 +74,17 @@ int evq_wait(struct evq *q, unsigned int min, int64_t timeout_ns);
 int evq_wait_exclusive(struct evq *q, unsigned int min, int64_t timeout_ns);
 
 int evq_harvest_slow(struct evq *q, struct evq_cqe *out, unsigned int max);
+
+/*
+ * Send sf->count bytes of sf->in_fd from sf->offset to the TCP socket
+ * sf->out_fd.  Synchronous (no EVQ_SF_ASYNC): sends what is in the page
+ * cache without waiting for the disk or for socket space, returns the
+ * bytes sent and sets sf->stop, sf->sent and sf->error.  Asynchronous:
+ * returns 0 once started; one EVQ_CQE_SENDFILE entry reports the end.
+ */
+int evq_sendfile(struct evq *q, struct evq_sendfile *sf);
+/* Cancel the operations started with user_data; returns how many. */
+int evq_cancel(struct evq *q, uint64_t user_data);
 
 /*
  * Copy up to max completions into out and consume them from the ring.
