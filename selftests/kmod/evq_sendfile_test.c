@@ -476,6 +476,46 @@ TEST_F(sf, sync_unaligned_offsets)
 	close(fd);
 }
 
+/*
+ * Zero copy: the socket queues references to the page-cache pages, not a
+ * copy of them.  Rewrite the file while the bytes sit unread in the
+ * socket and the receiver reads the new contents: a copying send would
+ * deliver the old ones.
+ */
+TEST_F(sf, zero_copy_shares_page_cache)
+{
+	static uint8_t buf[65536];
+	struct evq_sendfile sf;
+	size_t got = 0;
+	int wfd;
+	int fd = sf_make_file("zc", sizeof(buf), self->path,
+			      sizeof(self->path));
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 0, sizeof(buf),
+			     0));
+	ASSERT_EQ(EVQ_SF_STOP_DONE, sf.stop);
+	ASSERT_EQ(sizeof(buf), sf.sent);
+	wfd = open(self->path, O_WRONLY | O_CLOEXEC);
+	ASSERT_LE(0, wfd);
+	memset(buf, 'Z', sizeof(buf));
+	ASSERT_EQ((ssize_t)sizeof(buf), pwrite(wfd, buf, sizeof(buf), 0));
+	close(wfd);
+	memset(buf, 0, sizeof(buf));
+	while (got < sizeof(buf)) {
+		ssize_t n = recv(self->sv[1], buf + got, sizeof(buf) - got, 0);
+
+		ASSERT_LT(0, n);
+		got += n;
+	}
+	for (size_t i = 0; i < sizeof(buf); i++)
+		if (buf[i] != 'Z') {
+			TH_LOG("byte %zu is the file's old contents", i);
+			ASSERT_EQ('Z', buf[i]);
+		}
+	close(fd);
+}
+
 /* A range past the end stops at the end; an offset past it sends nothing. */
 TEST_F(sf, sync_end_of_file)
 {
