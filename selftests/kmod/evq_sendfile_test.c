@@ -307,40 +307,6 @@ static int64_t sf_sync_all(struct evq_q *q, int out, int in, uint64_t off,
 	return done;
 }
 
-static int sf_tcp6_pair(int sv[2])
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6 };
-	socklen_t len = sizeof(a);
-	int l, c, s;
-
-	evq_lo_up();
-	a.sin6_addr = in6addr_loopback;
-	l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l < 0)
-		return -1;
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&a, &len)) {
-		close(l);
-		return -1;
-	}
-	c = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) {
-		if (c >= 0)
-			close(c);
-		close(l);
-		return -1;
-	}
-	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	close(l);
-	if (s < 0) {
-		close(c);
-		return -1;
-	}
-	sv[0] = s;
-	sv[1] = c;
-	return 0;
-}
-
 static int sf_param_rw(const char *name, const char *set, char *old,
 		       size_t oldlen)
 {
@@ -383,11 +349,8 @@ FIXTURE_SETUP(sf)
 		SKIP(_exit(255), "no $EVQ_SCRATCH (run with tools/vm/run --disk)");
 	}
 	ASSERT_EQ(0, evq_q_open(&self->q, 256));
-	if (variant->v6) {
-		ASSERT_EQ(0, sf_tcp6_pair(self->sv));
-	} else {
-		ASSERT_EQ(0, evq_tcp_pair(self->sv));
-	}
+	ASSERT_EQ(0, evq_tcp_pair_af(variant->v6 ? AF_INET6 : AF_INET,
+				     self->sv));
 	self->path[0] = 0;
 }
 

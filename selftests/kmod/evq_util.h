@@ -337,26 +337,34 @@ static inline void evq_lo_up(void)
 	close(s);
 }
 
-/* A connected TCP loopback pair: sv[0] accepted side, sv[1] client side. */
-static inline int evq_tcp_pair(int sv[2])
+/*
+ * A connected TCP loopback pair of @family (AF_INET or AF_INET6): sv[0]
+ * the accepted side, sv[1] the client side.
+ */
+static inline int evq_tcp_pair_af(int family, int sv[2])
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
+	struct sockaddr_storage a = { .ss_family = family };
+	socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+					     sizeof(struct sockaddr_in);
 	int one = 1;
 	int l, c, s;
 
 	evq_lo_up();
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (family == AF_INET6)
+		((struct sockaddr_in6 *)&a)->sin6_addr = in6addr_loopback;
+	else
+		((struct sockaddr_in *)&a)->sin_addr.s_addr =
+			htonl(INADDR_LOOPBACK);
+	l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l < 0)
 		return -1;
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+	if (bind(l, (struct sockaddr *)&a, len) || listen(l, 1) ||
 	    getsockname(l, (struct sockaddr *)&a, &len)) {
 		close(l);
 		return -1;
 	}
-	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) {
+	c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, len)) {
 		if (c >= 0)
 			close(c);
 		close(l);
@@ -373,6 +381,12 @@ static inline int evq_tcp_pair(int sv[2])
 	sv[0] = s;
 	sv[1] = c;
 	return 0;
+}
+
+/* The IPv4 pair most tests use. */
+static inline int evq_tcp_pair(int sv[2])
+{
+	return evq_tcp_pair_af(AF_INET, sv);
 }
 
 /*
