@@ -479,6 +479,63 @@ TEST_F(sf, zero_copy_shares_page_cache)
 	close(fd);
 }
 
+/*
+ * On a file system with 1 KiB blocks the last page of a file is only
+ * partly up to date: the blocks past the end were never read.  Its bytes
+ * before the end are valid and must be sent, not reported as a miss that
+ * no page-in could ever fix.  Built on a loop-mounted ext4 image.
+ */
+TEST_F(sf, partial_page_at_eof_small_blocks)
+{
+	static const uint64_t size = 3 * 4096 + 5;
+	char img[300], cmd[1024], file[300];
+	const char *mnt = "/tmp/evq-1k";
+	struct evq_sendfile sf;
+	struct evq_cqe c;
+	struct sf_rx rx;
+	uint8_t b[size];
+	int fd, wfd, ret;
+
+	snprintf(img, sizeof(img), "%s/1k.img", sf_dir());
+	snprintf(cmd, sizeof(cmd),
+		 "modprobe -q loop; truncate -s 16M %s && "
+		 "mkfs.ext4 -q -F -b 1024 %s && "
+		 "mkdir -p %s && mount -o loop %s %s", img, img, mnt, img, mnt);
+	if (system(cmd)) {
+		unlink(img);
+		SKIP(return, "cannot loop-mount a 1 KiB-block ext4 image");
+	}
+	snprintf(file, sizeof(file), "%s/f", mnt);
+	wfd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, wfd);
+	for (uint64_t i = 0; i < size; i++)
+		b[i] = sf_byte(i);
+	ASSERT_EQ((ssize_t)size, write(wfd, b, size));
+	ASSERT_EQ(0, fsync(wfd));
+	close(wfd);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+
+	ASSERT_EQ(0, sf_rx_start(&rx, self->sv[1], 2 * size, 0));
+	ret = sf_call(self->q.fd, &sf, self->sv[0], fd, 0, size, 0);
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(EVQ_SF_STOP_DONE, sf.stop);
+	EXPECT_EQ(size, sf.sent);
+	ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 0, size,
+			     EVQ_SF_ASYNC));
+	ASSERT_EQ(1, sf_wait_entry(&self->q, EVQ_CQE_SENDFILE, SF_UD, &c,
+				   10000));
+	EXPECT_EQ((int32_t)size, c.res);
+	sf_rx_join(&rx);
+	EXPECT_EQ(2 * size, rx.got);
+	EXPECT_EQ(sf_hash_add(sf_hash_add(SF_HASH_INIT, b, size), b, size),
+		  rx.hash);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
+	EXPECT_EQ(0, system(cmd));
+	unlink(img);
+}
+
 /* A range past the end stops at the end; an offset past it sends nothing. */
 TEST_F(sf, sync_end_of_file)
 {
