@@ -136,15 +136,17 @@ enum { EVQ_PG_DONE, EVQ_PG_ARMED, EVQ_PG_DEFER, EVQ_PG_ERROR };
  * iterator: ->read_iter() starts readahead for what is missing and, with
  * IOCB_WAITQ, hooks @op->wpq on the first folio still under read.
  *
- * @inline_ctx: the caller's thread: only IOCB_NOWAIT reads, which start
- * readahead and never sleep; anything more is deferred to the work item.
+ * @inline_ctx: the caller's thread, which gets nothing of this: even an
+ * IOCB_NOWAIT read allocates the window's folios and builds and submits
+ * its bios there, several times the cost of the send that stopped.  The
+ * work item does it all.
  */
 static int evq_op_pagein(struct evq_op *op, bool inline_ctx, int *err)
 {
 	struct file *in = op->in;
 	bool block = !evq_file_buf_rasync(in);
 
-	if (inline_ctx && !(in->f_mode & FMODE_NOWAIT))
+	if (inline_ctx)
 		return EVQ_PG_DEFER;
 	while (op->pg_pos < op->pg_end) {
 		struct iov_iter iter;
@@ -155,9 +157,7 @@ static int evq_op_pagein(struct evq_op *op, bool inline_ctx, int *err)
 		/* Fill the page cache even if the file is open O_DIRECT. */
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 		kiocb.ki_pos = op->pg_pos;
-		if (inline_ctx) {
-			kiocb.ki_flags |= IOCB_NOWAIT;
-		} else if (!block) {
+		if (!block) {
 			kiocb.ki_flags |= IOCB_WAITQ;
 			kiocb.ki_waitq = &op->wpq;
 			atomic_set(&op->state, EVQ_OP_ARMED_PAGE);
@@ -176,8 +176,6 @@ static int evq_op_pagein(struct evq_op *op, bool inline_ctx, int *err)
 			op->pg_end = op->pg_pos;
 			break;
 		}
-		if (ret == -EAGAIN && inline_ctx)
-			return EVQ_PG_DEFER;
 		/* No folio to hook on (readahead made none): read it here. */
 		if (ret == -EAGAIN && !block) {
 			block = true;
