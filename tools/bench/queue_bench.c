@@ -36,6 +36,7 @@
 #include <sys/utsname.h>
 
 #include "libevq.h"
+#include "bench_util.h"
 
 #define EXIT_SKIP		4
 #define HARVEST_BATCH		256
@@ -107,44 +108,12 @@ static void fig_str(const char *name, const char *v)
 	fig_add(name, v, false);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		if ((unsigned char)*s >= 0x20)
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
-/* Create the parent directory of the default path if it is missing. */
-static void mkdir_parent(const char *path)
-{
-	char dir[512], *p;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	p = strrchr(dir, '/');
-	if (!p || p == dir)
-		return;
-	*p = '\0';
-	for (p = dir + 1; *p; p++) {
-		if (*p == '/') {
-			*p = '\0';
-			mkdir(dir, 0755);
-			*p = '/';
-		}
-	}
-	mkdir(dir, 0755);
-}
-
 static int json_write(const char *path)
 {
 	unsigned int i;
 	FILE *f;
 
-	mkdir_parent(path);
+	bench_mkdir_parents(path);
 	f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "queue_bench: %s: %s\n", path, strerror(errno));
@@ -153,14 +122,14 @@ static int json_write(const char *path)
 	fputs("{\n", f);
 	for (i = 0; i < nr_figs; i++) {
 		fputs("  ", f);
-		json_str(f, figs[i].name);
+		bench_json_str(f, figs[i].name);
 		fputs(": ", f);
 		if (figs[i].num && !strcmp(figs[i].val, "nan"))
 			fputs("null", f);	/* JSON has no NaN */
 		else if (figs[i].num)
 			fputs(figs[i].val, f);
 		else
-			json_str(f, figs[i].val);
+			bench_json_str(f, figs[i].val);
 		fputs(i + 1 < nr_figs ? ",\n" : "\n", f);
 	}
 	fputs("}\n", f);
@@ -328,35 +297,6 @@ static void pipes_close(struct pipes *p)
 	free(p->rfd);
 	free(p->wfd);
 	p->n = 0;
-}
-
-/*
- * Raise the soft limit, and the hard one where we may (root); without
- * the privilege, the hard limit is the most there is.
- */
-static int raise_nofile(unsigned int need)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	if (rl.rlim_cur >= need)
-		return 0;
-	if (rl.rlim_max < need) {
-		struct rlimit up = { .rlim_cur = need, .rlim_max = need };
-
-		if (!setrlimit(RLIMIT_NOFILE, &up))
-			return 0;
-		if (errno != EPERM)
-			return -errno;
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		return -EMFILE;
-	}
-	rl.rlim_cur = need;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	return 0;
 }
 
 /* ---- syscall counts, kept by our own loops ---- */
@@ -1265,7 +1205,7 @@ int main(int argc, char **argv)
 
 	/* Two fds per pipe, a pipe set per side, plus queues and stdio. */
 	need = nr_sides * 2 * opt.nr_fds + 64;
-	err = raise_nofile(need);
+	err = bench_raise_nofile(need);
 	if (err == -EMFILE) {
 		/*
 		 * No room for the baseline's pipes (an unprivileged host):
@@ -1275,7 +1215,7 @@ int main(int argc, char **argv)
 
 		getrlimit(RLIMIT_NOFILE, &rl);
 		nr_sides--;
-		err = raise_nofile(nr_sides * 2 * opt.nr_fds + 64);
+		err = bench_raise_nofile(nr_sides * 2 * opt.nr_fds + 64);
 		if (!err) {
 			snprintf(skipped, sizeof(skipped),
 				 "skipped: RLIMIT_NOFILE %llu < %u for %u pipe "
