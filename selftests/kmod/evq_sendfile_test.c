@@ -98,64 +98,6 @@ static int sf_resident(int fd, uint64_t off)
 	return preadv2(fd, &iov, 1, off, RWF_NOWAIT) == 1;
 }
 
-/* Pages of @fd in the page cache, by mincore() on a mapping; -1 on error. */
-static long sf_resident_pages(int fd)
-{
-	struct stat st;
-	unsigned char *vec;
-	long pages, n = 0;
-	void *map;
-
-	if (fstat(fd, &st) || !st.st_size)
-		return st.st_size ? -1 : 0;
-	pages = (st.st_size + 4095) / 4096;
-	map = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		return -1;
-	vec = malloc(pages);
-	if (vec && !mincore(map, st.st_size, vec))
-		for (long i = 0; i < pages; i++)
-			n += vec[i] & 1;
-	else
-		n = -1;
-	free(vec);
-	munmap(map, st.st_size);
-	return n;
-}
-
-/*
- * Drop every page of the file; returns 0 once none is resident.
- * POSIX_FADV_DONTNEED skips pages still sitting in another CPU's LRU
- * batch, so fall back on dropping the clean page cache (we are root in
- * the VM) and look again.
- */
-static int sf_make_cold(int fd)
-{
-	long left = -1;
-
-	fdatasync(fd);
-	for (int i = 0; i < 300; i++) {
-		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-		left = sf_resident_pages(fd);
-		if (!left) {
-			if (i)
-				fprintf(stderr, "# cold after %d tries\n", i);
-			return 0;
-		}
-		int d = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-
-		if (d >= 0) {
-			/* Best effort: the loop checks the result. */
-			if (write(d, "1", 1) < 0)
-				d = -d - 1;
-			close(d < 0 ? -d - 1 : d);
-		}
-		usleep(10000);
-	}
-	fprintf(stderr, "# %ld pages stay resident\n", left);
-	return -1;
-}
-
 /* ---- receiver ---- */
 
 struct sf_rx {
@@ -613,7 +555,7 @@ TEST_F(sf, sync_cold_notify)
 
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, evq_get_info(self->q.fd, &info));
-	ASSERT_EQ(0, sf_make_cold(fd));
+	ASSERT_EQ(0, evq_make_cold(fd));
 	ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 0,
 			     3 * MiB + 17, EVQ_SF_NOTIFY));
 	EXPECT_EQ(EVQ_SF_STOP_NOT_RESIDENT, sf.stop);
@@ -640,7 +582,7 @@ TEST_F(sf, sync_cold_no_notify)
 	int fd = sf_make_file("cold2", MiB, self->path, sizeof(self->path));
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, sf_make_cold(fd));
+	ASSERT_EQ(0, evq_make_cold(fd));
 	ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 0, MiB, 0));
 	EXPECT_EQ(EVQ_SF_STOP_NOT_RESIDENT, sf.stop);
 	EXPECT_EQ(0U, sf.sent);
@@ -669,7 +611,7 @@ TEST_F(sf, async_exact_count)
 		unlink(self->path);
 		self->path[0] = 0;
 		if (cold) {
-			ASSERT_EQ(0, sf_make_cold(fd));
+			ASSERT_EQ(0, evq_make_cold(fd));
 		}
 		ASSERT_EQ(0, sf_rx_start(&rx, self->sv[1], n - 3, 0));
 		ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 3, n,
@@ -747,7 +689,7 @@ TEST_F(sf, async_truncated)
 			      sizeof(self->path));
 
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, sf_make_cold(fd));
+	ASSERT_EQ(0, evq_make_cold(fd));
 	ASSERT_EQ(0, sf_rx_start(&rx, self->sv[1], 16 * MiB, 0));
 	ASSERT_EQ(0, sf_call(self->q.fd, &sf, self->sv[0], fd, 0, 16 * MiB,
 			     EVQ_SF_ASYNC));
@@ -792,7 +734,7 @@ TEST_F(sf, hot_flows_during_cold_pagein)
 	cold = sf_make_file("coldbig", 8 * MiB, cpath, sizeof(cpath));
 	ASSERT_LE(0, cold);
 	unlink(cpath);
-	ASSERT_EQ(0, sf_make_cold(cold));
+	ASSERT_EQ(0, evq_make_cold(cold));
 	/* A 4 MiB window on a throttled disk: long enough to watch. */
 	ASSERT_EQ(0, sf_param_rw("sendfile_window", "4194304", old,
 				 sizeof(old)));

@@ -36,6 +36,65 @@ TEST_F(unload, refcount_follows_open_queues)
 	EXPECT_EQ(base, evq_refcnt_settles(base, 2000));
 }
 
+/*
+ * A closed queue lives on while a page-in it started waits for the disk;
+ * unloading then waits for that read, and must not leave a wake-up
+ * callback pointing into freed module text.  Needs the throttled scratch
+ * disk (tools/vm/run --disk --disk-rate) to make the read slow.  Reloads
+ * the module, so it runs before unload_and_reload.
+ */
+TEST_F_TIMEOUT(unload, unload_waits_for_pagein, 60)
+{
+	static char buf[1 << 16];
+	struct evq_sendfile sf = { .count = 8 << 20, .flags = EVQ_SF_NOTIFY };
+	const char *dir = getenv("EVQ_SCRATCH");
+	char path[256];
+	struct evq_q q;
+	int sv[2], fd, ret;
+	int64_t t0;
+
+	if (!dir || !*dir)
+		SKIP(return, "no $EVQ_SCRATCH (run with tools/vm/run --disk)");
+	if (!getenv("EVQ_MODULE") || !*getenv("EVQ_MODULE") ||
+	    access(getenv("EVQ_MODULE"), R_OK))
+		SKIP(return, "EVQ_MODULE unset or unreadable: could not load evq back");
+	snprintf(path, sizeof(path), "%s/unload.cold", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	for (int i = 0; i < (8 << 20) / (int)sizeof(buf); i++)
+		ASSERT_EQ((ssize_t)sizeof(buf), write(fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, evq_make_cold(fd));
+	ASSERT_EQ(0, evq_q_open(&q, 8));
+	ASSERT_EQ(0, evq_tcp_pair(sv));
+
+	/* An 8 MiB page-in: a second of reads at 8 MB/s. */
+	sf.out_fd = sv[0];
+	sf.in_fd = fd;
+	ASSERT_EQ(0, evq_param_set("sendfile_window", 8 << 20));
+	ASSERT_EQ(0, ioctl(q.fd, EVQ_IOC_SENDFILE, &sf));
+	ASSERT_EQ(EVQ_SF_STOP_NOT_RESIDENT, sf.stop);
+	evq_q_close(&q);
+	close(sv[0]);
+	close(sv[1]);
+	close(fd);
+
+	t0 = evq_now_ns();
+	for (int i = 0; i < 300; i++) {
+		ret = evq_delete_module(O_NONBLOCK);
+		if (ret != -EWOULDBLOCK && ret != -EBUSY)
+			break;
+		evq_sleep_ms(10);
+	}
+	EXPECT_EQ(0, ret) TH_LOG("delete_module: %s", strerror(-ret));
+	TH_LOG("unload took %lld ms", (long long)((evq_now_ns() - t0) / NSEC_PER_MSEC));
+	EXPECT_FALSE(!!evq_module_loaded());
+	ret = evq_load_module_from_env();
+	ASSERT_EQ(0, ret) TH_LOG("loading %s: %s", getenv("EVQ_MODULE"),
+				 strerror(-ret));
+	ASSERT_TRUE(!!evq_module_loaded());
+}
+
 TEST_F_TIMEOUT(unload, unload_and_reload, 60)
 {
 	struct evq_info info;
