@@ -36,6 +36,9 @@
 #include <sys/utsname.h>
 
 #include "libevq.h"
+#include <math.h>
+
+#include "bench_fig.h"
 #include "bench_util.h"
 
 #define EXIT_SKIP		4
@@ -47,7 +50,6 @@
 #define HANG_TIMEOUT_MS		10000
 /* Below this many /proc/stat ticks per repetition the error is > 2%. */
 #define MIN_TICKS_PER_REP	50
-#define MAX_FIGS		160
 
 struct opts {
 	unsigned int nr_fds;		/* watched pipes per side */
@@ -69,72 +71,6 @@ static struct opts opt = {
 	.out = "build/bench/queue.json",
 	.cpu_source = "auto",
 };
-
-/* ---- figures: printed at once, collected for the JSON file ---- */
-
-struct fig {
-	char name[64];
-	char val[96];
-	bool num;
-};
-
-static struct fig figs[MAX_FIGS];
-static unsigned int nr_figs;
-
-static void fig_add(const char *name, const char *val, bool num)
-{
-	struct fig *f;
-
-	printf("%s: %s\n", name, val);
-	fflush(stdout);
-	if (nr_figs == MAX_FIGS)
-		return;
-	f = &figs[nr_figs++];
-	snprintf(f->name, sizeof(f->name), "%s", name);
-	snprintf(f->val, sizeof(f->val), "%s", val);
-	f->num = num;
-}
-
-static void fig_num(const char *name, double v, int prec)
-{
-	char buf[64];
-
-	snprintf(buf, sizeof(buf), "%.*f", prec, v);
-	fig_add(name, buf, true);
-}
-
-static void fig_str(const char *name, const char *v)
-{
-	fig_add(name, v, false);
-}
-
-static int json_write(const char *path)
-{
-	unsigned int i;
-	FILE *f;
-
-	bench_mkdir_parents(path);
-	f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "queue_bench: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	fputs("{\n", f);
-	for (i = 0; i < nr_figs; i++) {
-		fputs("  ", f);
-		bench_json_str(f, figs[i].name);
-		fputs(": ", f);
-		if (figs[i].num && !strcmp(figs[i].val, "nan"))
-			fputs("null", f);	/* JSON has no NaN */
-		else if (figs[i].num)
-			fputs(figs[i].val, f);
-		else
-			bench_json_str(f, figs[i].val);
-		fputs(i + 1 < nr_figs ? ",\n" : "\n", f);
-	}
-	fputs("}\n", f);
-	return fclose(f) ? -1 : 0;
-}
 
 /* ---- CPU accounting ---- */
 
@@ -246,11 +182,11 @@ static void fig_stat(const char *name, const double *v, unsigned int n,
 	struct stat3 s = stat3_of(v, n);
 	char buf[128];
 
-	fig_num(name, s.med, prec);
+	bench_fig_num(name, s.med, prec);
 	snprintf(buf, sizeof(buf), "%s_min", name);
-	fig_num(buf, s.min, prec);
+	bench_fig_num(buf, s.min, prec);
 	snprintf(buf, sizeof(buf), "%s_max", name);
-	fig_num(buf, s.max, prec);
+	bench_fig_num(buf, s.max, prec);
 }
 
 static double median(const double *v, unsigned int n)
@@ -722,30 +658,30 @@ static void report_side(const char *prefix, const struct harvest_res *r,
 	for (i = 0; i < opt.reps; i++)
 		v[i] = r->cost[i].guest;
 	snprintf(name, sizeof(name), "%s_guest_ns_per_event", prefix);
-	fig_num(name, median(v, opt.reps), 0);
+	bench_fig_num(name, median(v, opt.reps), 0);
 	for (i = 0; i < opt.reps; i++)
 		v[i] = r->cost[i].proc;
 	snprintf(name, sizeof(name), "%s_rusage_ns_per_event", prefix);
-	fig_num(name, median(v, opt.reps), 0);
+	bench_fig_num(name, median(v, opt.reps), 0);
 	for (i = 0; i < opt.reps; i++)
 		v[i] = r->cost[i].wall;
 	snprintf(name, sizeof(name), "%s_wall_ns_per_event", prefix);
-	fig_num(name, median(v, opt.reps), 0);
+	bench_fig_num(name, median(v, opt.reps), 0);
 
 	snprintf(name, sizeof(name), "%s_syscalls_per_event", prefix);
-	fig_num(name, (double)counts_syscalls(c) / ev, 3);
+	bench_fig_num(name, (double)counts_syscalls(c) / ev, 3);
 	snprintf(name, sizeof(name), "%s_waits_per_event", prefix);
-	fig_num(name, (double)c->waits / ev, 4);
+	bench_fig_num(name, (double)c->waits / ev, 4);
 	snprintf(name, sizeof(name), "%s_enters_per_event", prefix);
-	fig_num(name, (double)c->enters / ev, 4);
+	bench_fig_num(name, (double)c->enters / ev, 4);
 	snprintf(name, sizeof(name), "%s_writes_per_event", prefix);
-	fig_num(name, (double)c->writes / ev, 3);
+	bench_fig_num(name, (double)c->writes / ev, 3);
 	snprintf(name, sizeof(name), "%s_reads_per_event", prefix);
-	fig_num(name, (double)c->reads / ev, 3);
+	bench_fig_num(name, (double)c->reads / ev, 3);
 	snprintf(name, sizeof(name), "%s_entries_per_event", prefix);
-	fig_num(name, (double)c->events / ev, 3);
+	bench_fig_num(name, (double)c->events / ev, 3);
 	snprintf(name, sizeof(name), "%s_spurious_events", prefix);
-	fig_num(name, (double)c->spurious, 0);
+	bench_fig_num(name, (double)c->spurious, 0);
 }
 
 static void report_ratio(const char *name, const struct harvest_res *e,
@@ -758,7 +694,7 @@ static void report_ratio(const char *name, const struct harvest_res *e,
 		ve[i] = procstat ? e->cost[i].guest : e->cost[i].proc;
 		vp[i] = procstat ? p->cost[i].guest : p->cost[i].proc;
 	}
-	fig_num(name, median(ve, opt.reps) / median(vp, opt.reps), 3);
+	bench_fig_num(name, median(ve, opt.reps) / median(vp, opt.reps), 3);
 }
 
 /* The figure a repetition is judged by: one CPU source for all sides. */
@@ -793,9 +729,9 @@ static double report_queue(const char *side, const char *mode,
 	fig_stat(name, d, opt.reps, 0);
 	snprintf(name, sizeof(name), "%s_queue%s_ns_per_event_diff_of_medians",
 		 side, mode);
-	fig_num(name, median(vq, opt.reps) - median(vn, opt.reps), 0);
+	bench_fig_num(name, median(vq, opt.reps) - median(vn, opt.reps), 0);
 	snprintf(name, sizeof(name), "%s_queue%s_share", side, mode);
-	fig_num(name, median(d, opt.reps) / median(vq, opt.reps), 3);
+	bench_fig_num(name, median(d, opt.reps) / median(vq, opt.reps), 3);
 	return median(d, opt.reps);
 }
 
@@ -810,15 +746,15 @@ static void report_queue_ratio(const char *mode, double evq, double epoll)
 
 	snprintf(name, sizeof(name), "evq_vs_epoll_queue_cost%s_ratio", mode);
 	if (evq > 0 && epoll > 0) {
-		fig_num(name, evq / epoll, 3);
+		bench_fig_num(name, evq / epoll, 3);
 		return;
 	}
-	fig_add(name, "nan", true);
+	bench_fig_num(name, NAN, 3);
 	snprintf(name, sizeof(name), "evq_vs_epoll_queue_cost%s_note", mode);
 	snprintf(note, sizeof(note),
 		 "queue cost <= 0 (evq %.0f ns, epoll %.0f ns per event): "
 		 "within the baseline's noise, no ratio", evq, epoll);
-	fig_str(name, note);
+	bench_fig_str(name, note);
 }
 
 static int side_index(const struct side *sides, unsigned int nr_sides,
@@ -893,13 +829,13 @@ static int harvest_mode(struct side *sides, unsigned int nr_sides, bool edge)
 
 	procstat = use_procstat(res, nr_sides, &res[ip], &why);
 	snprintf(name, sizeof(name), "harvest%s_rounds_per_rep", mode);
-	fig_num(name, rounds, 0);
+	bench_fig_num(name, rounds, 0);
 	snprintf(name, sizeof(name), "harvest%s_procstat_ticks_min", mode);
-	fig_num(name, (double)min_ticks, 0);
+	bench_fig_num(name, (double)min_ticks, 0);
 	snprintf(name, sizeof(name), "harvest%s_cpu_source", mode);
-	fig_str(name, procstat ? "procstat" : "rusage");
+	bench_fig_str(name, procstat ? "procstat" : "rusage");
 	snprintf(name, sizeof(name), "harvest%s_cpu_source_reason", mode);
-	fig_str(name, why);
+	bench_fig_str(name, why);
 	for (i = 0; i < nr_sides; i++) {
 		snprintf(pfx, sizeof(pfx), "%s_harvest%s", sides[i].name, mode);
 		report_side(pfx, &res[i], procstat);
@@ -1053,27 +989,27 @@ static int register_bench(const struct pipes *p, bool with_evq)
 		}
 	}
 
-	fig_num("register_fds", p->n, 0);
-	fig_num("register_reps", opt.reg_reps, 0);
-	fig_str("register_cpu_source", "process_cputime");
+	bench_fig_num("register_fds", p->n, 0);
+	bench_fig_num("register_reps", opt.reg_reps, 0);
+	bench_fig_str("register_cpu_source", "process_cputime");
 	for (i = with_evq ? 0 : 1; i < 2; i++) {
 		report_reg(names[i], &res[i]);
 		snprintf(buf, sizeof(buf), "%s_register_procstat_ms_per_rep",
 			 names[i]);
-		fig_num(buf, (double)res[i].ticks * 1e3 / clk_tck /
+		bench_fig_num(buf, (double)res[i].ticks * 1e3 / clk_tck /
 			     opt.reg_reps, 2);
 		snprintf(buf, sizeof(buf), "%s_register_rusage_ms_per_rep",
 			 names[i]);
-		fig_num(buf, (double)res[i].cpu_ns / 1e6 / opt.reg_reps, 2);
+		bench_fig_num(buf, (double)res[i].cpu_ns / 1e6 / opt.reg_reps, 2);
 	}
-	fig_num("epoll_register_syscalls", p->n, 0);
+	bench_fig_num("epoll_register_syscalls", p->n, 0);
 	if (with_evq) {
-		fig_num("evq_register_syscalls",
+		bench_fig_num("evq_register_syscalls",
 			(p->n + CTL_CHUNK - 1) / CTL_CHUNK, 0);
-		fig_num("evq_vs_epoll_register_ratio",
+		bench_fig_num("evq_vs_epoll_register_ratio",
 			median(res[0].add, opt.reg_reps) /
 			median(res[1].add, opt.reg_reps), 3);
-		fig_num("evq_vs_epoll_unregister_ratio",
+		bench_fig_num("evq_vs_epoll_unregister_ratio",
 			median(res[0].del, opt.reg_reps) /
 			median(res[1].del, opt.reg_reps), 3);
 	}
@@ -1174,13 +1110,13 @@ static void report_env(void)
 	struct utsname u;
 
 	uname(&u);
-	fig_str("kernel", u.release);
-	fig_num("nr_cpus", (double)sysconf(_SC_NPROCESSORS_ONLN), 0);
-	fig_num("clk_tck", (double)clk_tck, 0);
-	fig_num("watched_fds", opt.nr_fds, 0);
-	fig_num("active_per_round", opt.active, 0);
-	fig_num("reps", opt.reps, 0);
-	fig_str("evq_backend", opt.epoll_only ? "none" : "kmod");
+	bench_fig_str("kernel", u.release);
+	bench_fig_num("nr_cpus", (double)sysconf(_SC_NPROCESSORS_ONLN), 0);
+	bench_fig_num("clk_tck", (double)clk_tck, 0);
+	bench_fig_num("watched_fds", opt.nr_fds, 0);
+	bench_fig_num("active_per_round", opt.active, 0);
+	bench_fig_num("reps", opt.reps, 0);
+	bench_fig_str("evq_backend", opt.epoll_only ? "none" : "kmod");
 }
 
 int main(int argc, char **argv)
@@ -1244,7 +1180,7 @@ int main(int argc, char **argv)
 	}
 
 	report_env();
-	fig_str("harvest_baseline", skipped[0] ? skipped : "on");
+	bench_fig_str("harvest_baseline", skipped[0] ? skipped : "on");
 	/* Registration first, while no other watch sits on the pipes. */
 	if (register_bench(&first[0].p, !opt.epoll_only))
 		return 1;
@@ -1255,7 +1191,7 @@ int main(int argc, char **argv)
 
 	for (i = 0; i < nr_sides; i++)
 		pipes_close(&first[i].p);
-	if (json_write(opt.out))
+	if (bench_fig_json(opt.out, "queue_bench"))
 		return 1;
 	return 0;
 }

@@ -401,7 +401,7 @@ static void cpu_source_pick(void)
 	uint64_t now, idle;
 
 	idle_from_timer_list = nr_cpus == 1 && timer_list_idle(&now, &idle);
-	sfb_fig_str("cpu_idle_source", idle_from_timer_list ?
+	bench_fig_str("cpu_idle_source", idle_from_timer_list ?
 		    "timer_list" : "procstat");
 }
 
@@ -870,11 +870,11 @@ static void fig_pooled(const struct dstate *x, const char *what,
 	col(x, off, v);
 	sfb_minmax(v, x->n, &lo, &hi);
 	snprintf(name, sizeof(name), "%s_%s", x->d->name, what);
-	sfb_fig_num(name, pooled, 0);
+	bench_fig_num(name, pooled, 0);
 	snprintf(name, sizeof(name), "%s_%s_min", x->d->name, what);
-	sfb_fig_num(name, lo, 0);
+	bench_fig_num(name, lo, 0);
 	snprintf(name, sizeof(name), "%s_%s_max", x->d->name, what);
-	sfb_fig_num(name, hi, 0);
+	bench_fig_num(name, hi, 0);
 }
 
 static void pool_quantiles(struct dstate *x)
@@ -901,7 +901,7 @@ static void fig_ratio(const char *name, const struct dstate *a,
 	unsigned int i, n;
 
 	if (!a || !b) {
-		sfb_fig_num(name, NAN, 3);
+		bench_fig_num(name, NAN, 3);
 		return;
 	}
 	col(a, off, va);
@@ -925,11 +925,11 @@ static void fig_ratio(const char *name, const struct dstate *a,
 		head = sfb_median(va, a->n) / den;
 	}
 	sfb_minmax(r, n, &lo, &hi);
-	sfb_fig_num(name, head, 3);
+	bench_fig_num(name, head, 3);
 	snprintf(buf, sizeof(buf), "%s_min", name);
-	sfb_fig_num(buf, lo, 3);
+	bench_fig_num(buf, lo, 3);
 	snprintf(buf, sizeof(buf), "%s_max", name);
-	sfb_fig_num(buf, hi, 3);
+	bench_fig_num(buf, hi, 3);
 }
 
 static void report(void)
@@ -951,10 +951,10 @@ static void report(void)
 		char name[96];
 
 		snprintf(name, sizeof(name), "%s_design", x->d->name);
-		sfb_fig_str(name, x->d->what);
+		bench_fig_str(name, x->d->what);
 		if (x->skipped[0]) {
 			snprintf(name, sizeof(name), "%s_status", x->d->name);
-			sfb_fig_str(name, x->skipped);
+			bench_fig_str(name, x->skipped);
 			continue;
 		}
 		pool_quantiles(x);
@@ -1013,17 +1013,17 @@ static void report(void)
 	}
 
 	/* The headline: hot-file p99 under the same open-loop stream. */
-	sfb_fig_str("hot_p99_evq_design", ev ? ev->d->name : "none");
+	bench_fig_str("hot_p99_evq_design", ev ? ev->d->name : "none");
 	fig_ratio("hot_p99_evq_vs_blocking_ratio", ev, bl, NULL,
 		  FIELD(hot_p99), true);
 	fig_ratio("hot_p99_evq_vs_threadpool_ratio", ev, pool_a, pool_b,
 		  FIELD(hot_p99), true);
 	if (pool_a)
-		sfb_fig_str("threadpool_best", !pool_b ||
+		bench_fig_str("threadpool_best", !pool_b ||
 			    pool_a->hot_p99 <= pool_b->hot_p99 ?
 			    pool_a->d->name : pool_b->d->name);
-	sfb_fig_num("hot_p99_evq_vs_blocking_target", 0.1, 1);
-	sfb_fig_num("hot_p99_evq_vs_threadpool_target", 1.0, 1);
+	bench_fig_num("hot_p99_evq_vs_blocking_target", 0.1, 1);
+	bench_fig_num("hot_p99_evq_vs_threadpool_target", 1.0, 1);
 	fig_ratio("hot_p99_evq_vs_pool16_ratio", ev, p16, NULL,
 		  FIELD(hot_p99), true);
 	fig_ratio("hot_p99_evq_vs_pool64_ratio", ev, p64, NULL,
@@ -1216,31 +1216,31 @@ int main(int argc, char **argv)
 	}
 
 	uname(&u);
-	sfb_fig_str("kernel", u.release);
+	bench_fig_str("kernel", u.release);
 	cpu_source_pick();
-	sfb_fig_num("nr_cpus", (double)sysconf(_SC_NPROCESSORS_ONLN), 0);
-	sfb_fig_num("mem_total_mib", (double)mem / (1 << 20), 0);
-	sfb_fig_str("evq_backend", opt.backend);
-	sfb_fig_str("evict", opt.evict);
-	sfb_fig_num("hot_files", fs.nr_hot, 0);
-	sfb_fig_num("hot_file_kib", fs.hot_size >> 10, 0);
-	sfb_fig_num("cold_files", fs.nr_cold, 0);
-	sfb_fig_num("cold_file_kib", fs.cold_size >> 10, 0);
-	sfb_fig_num("cold_set_mib", (double)fs.nr_cold * fs.cold_size /
+	bench_fig_num("nr_cpus", (double)sysconf(_SC_NPROCESSORS_ONLN), 0);
+	bench_fig_num("mem_total_mib", (double)mem / (1 << 20), 0);
+	bench_fig_str("evq_backend", opt.backend);
+	bench_fig_str("evict", opt.evict);
+	bench_fig_num("hot_files", fs.nr_hot, 0);
+	bench_fig_num("hot_file_kib", fs.hot_size >> 10, 0);
+	bench_fig_num("cold_files", fs.nr_cold, 0);
+	bench_fig_num("cold_file_kib", fs.cold_size >> 10, 0);
+	bench_fig_num("cold_set_mib", (double)fs.nr_cold * fs.cold_size /
 		    (1 << 20), 0);
-	sfb_fig_num("cold_share", opt.cold_frac, 3);
-	sfb_fig_num("connections", opt.conns, 0);
-	sfb_fig_num("open_loop_requests", opt.open_nr, 0);
-	sfb_fig_num("closed_loop_requests", opt.closed_nr, 0);
-	sfb_fig_num("reps", opt.reps, 0);
+	bench_fig_num("cold_share", opt.cold_frac, 3);
+	bench_fig_num("connections", opt.conns, 0);
+	bench_fig_num("open_loop_requests", opt.open_nr, 0);
+	bench_fig_num("closed_loop_requests", opt.closed_nr, 0);
+	bench_fig_num("reps", opt.reps, 0);
 	if (opt.disk_rate)
-		sfb_fig_num("disk_rate_mbs", (double)opt.disk_rate / 1e6, 1);
+		bench_fig_num("disk_rate_mbs", (double)opt.disk_rate / 1e6, 1);
 	/* Set by sfb-slowdisk: every read I/O of the disk waits this long. */
 	if (getenv("EVQ_SFB_READ_DELAY_MS"))
-		sfb_fig_num("disk_read_delay_ms",
+		bench_fig_num("disk_read_delay_ms",
 			    atof(getenv("EVQ_SFB_READ_DELAY_MS")), 0);
 	else
-		sfb_fig_str("disk_read_delay_ms", "none");
+		bench_fig_str("disk_read_delay_ms", "none");
 
 	t = sfb_now_ns();
 	/* Whatever way the run ends, a file set we made goes (not -k). */
@@ -1251,7 +1251,7 @@ int main(int argc, char **argv)
 			fs.dir, strerror(-err));
 		return 1;
 	}
-	sfb_fig_num("fileset_create_s", (double)(sfb_now_ns() - t) / 1e9, 1);
+	bench_fig_num("fileset_create_s", (double)(sfb_now_ns() - t) / 1e9, 1);
 
 	hot_list = calloc(fs.nr_hot, sizeof(*hot_list));
 	cold_perm = calloc(fs.nr_cold, sizeof(*cold_perm));
@@ -1298,8 +1298,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		rate = opt.load * cap;
-		sfb_fig_num("blocking_capacity_rps", cap, 1);
-		sfb_fig_num("load", opt.load, 2);
+		bench_fig_num("blocking_capacity_rps", cap, 1);
+		bench_fig_num("load", opt.load, 2);
 	}
 	if (opt.disk_rate && opt.cold_frac > 0) {
 		/* Keep the disk below saturation, or every design queues. */
@@ -1308,8 +1308,8 @@ int main(int argc, char **argv)
 		if (disk_cap < rate)
 			rate = disk_cap;
 	}
-	sfb_fig_num("offered_rps", rate, 1);
-	sfb_fig_str("offered_rps_bound", opt.rate ? "fixed (-R)" :
+	bench_fig_num("offered_rps", rate, 1);
+	bench_fig_str("offered_rps_bound", opt.rate ? "fixed (-R)" :
 		    disk_cap && rate == disk_cap ? "disk" : "cpu");
 
 	for (rep = 0; rep < opt.reps; rep++) {
@@ -1357,13 +1357,13 @@ int main(int argc, char **argv)
 		free(rp.cold_used);
 	}
 
-	sfb_fig_num("hot_resident_share_at_start_min", hot_share_min, 3);
-	sfb_fig_num("cold_resident_pages_at_start_max", (double)cold_res_max,
+	bench_fig_num("hot_resident_share_at_start_min", hot_share_min, 3);
+	bench_fig_num("cold_resident_pages_at_start_max", (double)cold_res_max,
 		    0);
-	sfb_fig_num("settle_s_max", settle_max, 2);
+	bench_fig_num("settle_s_max", settle_max, 2);
 	report();
-	sfb_fig_num("bench_wall_s", (double)(sfb_now_ns() - t_start) / 1e9, 1);
-	if (sfb_json_write(opt.out))
+	bench_fig_num("bench_wall_s", (double)(sfb_now_ns() - t_start) / 1e9, 1);
+	if (bench_fig_json(opt.out, "sendfile_bench"))
 		return 1;
 	return skipped ? EXIT_SKIP : 0;
 }

@@ -21,6 +21,8 @@
 #ifndef SFB_H
 #define SFB_H
 
+#include "bench_fig.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -176,14 +178,11 @@ int sfb_client_run(const struct sfb_fileset *fs, const int *fds,
 
 /* ---- figures ---- */
 
-void sfb_fig_num(const char *name, double v, int prec);
-void sfb_fig_str(const char *name, const char *v);
 /* Median, then _min and _max: the spread over the repetitions. */
 void sfb_fig_stat(const char *name, const double *v, unsigned int n,
 		  int prec);
 double sfb_median(const double *v, unsigned int n);
 void sfb_minmax(const double *v, unsigned int n, double *min, double *max);
-int sfb_json_write(const char *path);
 
 /* ---- small helpers ---- */
 

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Benchmark figures, shared by queue_bench and sendfile_bench: printed as
+ * they come, so a run that dies still shows what it measured, and written
+ * as one JSON object at the end for the plots and the documentation.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench_fig.h"
+#include "bench_util.h"
+
+#define MAX_FIGS	512
+
+struct fig {
+	char name[80];
+	char val[200];
+	bool num;
+};
+
+static struct fig figs[MAX_FIGS];
+static unsigned int nr_figs;
+
+static void fig_add(const char *name, const char *val, bool num)
+{
+	struct fig *f;
+
+	printf("%s: %s\n", name, val);
+	fflush(stdout);
+	if (nr_figs == MAX_FIGS) {
+		fprintf(stderr, "bench: figure %s not kept for the JSON file "
+			"(more than %d)\n", name, MAX_FIGS);
+		return;
+	}
+	f = &figs[nr_figs++];
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->val, sizeof(f->val), "%s", val);
+	f->num = num;
+}
+
+void bench_fig_num(const char *name, double v, int prec)
+{
+	char buf[64];
+
+	if (isnan(v) || isinf(v))
+		snprintf(buf, sizeof(buf), "nan");
+	else
+		snprintf(buf, sizeof(buf), "%.*f", prec, v);
+	fig_add(name, buf, true);
+}
+
+void bench_fig_str(const char *name, const char *v)
+{
+	fig_add(name, v, false);
+}
+
+int bench_fig_json(const char *path, const char *prog)
+{
+	unsigned int i;
+	FILE *f;
+
+	bench_mkdir_parents(path);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return -1;
+	}
+	fputs("{\n", f);
+	for (i = 0; i < nr_figs; i++) {
+		fputs("  ", f);
+		bench_json_str(f, figs[i].name);
+		fputs(": ", f);
+		if (figs[i].num && !strcmp(figs[i].val, "nan"))
+			fputs("null", f);	/* JSON has no NaN */
+		else if (figs[i].num)
+			fputs(figs[i].val, f);
+		else
+			bench_json_str(f, figs[i].val);
+		fputs(i + 1 < nr_figs ? ",\n" : "\n", f);
+	}
+	fputs("}\n", f);
+	if (fclose(f)) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
