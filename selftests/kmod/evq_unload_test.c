@@ -20,6 +20,23 @@ FIXTURE_TEARDOWN(unload)
 {
 }
 
+/*
+ * Unload, allowing three seconds for the last file references to go
+ * (deferred fput).  Returns 0 or -errno.
+ */
+static int evq_unload_retry(void)
+{
+	int ret = -EBUSY;
+
+	for (int i = 0; i < 300; i++) {
+		ret = evq_delete_module(O_NONBLOCK);
+		if (ret != -EWOULDBLOCK && ret != -EBUSY)
+			break;
+		evq_sleep_ms(10);
+	}
+	return ret;
+}
+
 TEST_F(unload, refcount_follows_open_queues)
 {
 	struct evq_q q;
@@ -80,12 +97,7 @@ TEST_F_TIMEOUT(unload, unload_waits_for_pagein, 60)
 	close(fd);
 
 	t0 = evq_now_ns();
-	for (int i = 0; i < 300; i++) {
-		ret = evq_delete_module(O_NONBLOCK);
-		if (ret != -EWOULDBLOCK && ret != -EBUSY)
-			break;
-		evq_sleep_ms(10);
-	}
+	ret = evq_unload_retry();
 	EXPECT_EQ(0, ret) TH_LOG("delete_module: %s", strerror(-ret));
 	TH_LOG("unload took %lld ms", (long long)((evq_now_ns() - t0) / NSEC_PER_MSEC));
 	EXPECT_FALSE(!!evq_module_loaded());
@@ -117,13 +129,8 @@ TEST_F_TIMEOUT(unload, unload_and_reload, 60)
 	EXPECT_TRUE(ret == -EBUSY || ret == -EWOULDBLOCK) TH_LOG("delete_module: %d", ret);
 	close(fd);
 
-	/* ...and unloads once none is (allow for deferred fput). */
-	for (int i = 0; i < 300; i++) {
-		ret = evq_delete_module(O_NONBLOCK);
-		if (ret != -EWOULDBLOCK && ret != -EBUSY)
-			break;
-		evq_sleep_ms(10);
-	}
+	/* ...and unloads once none is. */
+	ret = evq_unload_retry();
 	EXPECT_EQ(0, ret) TH_LOG("delete_module: %s", strerror(-ret));
 	if (ret == 0) {
 		EXPECT_FALSE(!!evq_module_loaded());
