@@ -41,6 +41,7 @@
 
 #include "libevq.h"
 #include "kselftest_harness.h"
+#include "evq_test_util.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP	262
@@ -495,21 +496,6 @@ static int count_dir(const char *path)
 	return n;
 }
 
-/* Give the process n descriptors, or say it cannot. */
-static bool raise_nofile(rlim_t n)
-{
-	struct rlimit r;
-
-	if (getrlimit(RLIMIT_NOFILE, &r))
-		return false;
-	if (r.rlim_cur >= n)
-		return true;
-	if (r.rlim_max < n)
-		r.rlim_max = n;
-	r.rlim_cur = n;
-	return setrlimit(RLIMIT_NOFILE, &r) == 0;
-}
-
 /*
  * Test children leave with _exit(), so LeakSanitizer's exit check never
  * runs: ask for it where a test has released everything.
@@ -570,30 +556,48 @@ static int64_t fill_conn(struct evq *q, int tx, int fd, uint64_t size,
  * Synchronous sends of resident files
  */
 
-FIXTURE(sync_range) {
+/*
+ * One fixture for both forms: a resident file of variant->size bytes and
+ * a connection.  Each form sends every range, with what the file holds
+ * of it as the expected count.
+ */
+FIXTURE(range) {
 	struct evq q;
 	struct conn c;
 	struct rx rx;
 	int fd;
 };
 
-FIXTURE_VARIANT(sync_range) {
+FIXTURE_VARIANT(range) {
 	uint64_t size, off, count;
 };
 
-FIXTURE_VARIANT_ADD(sync_range, empty) { .size = 0, .count = 0 };
-FIXTURE_VARIANT_ADD(sync_range, one) { .size = 1, .count = 1 };
-FIXTURE_VARIANT_ADD(sync_range, page_minus_1) { .size = 4095, .count = 4095 };
-FIXTURE_VARIANT_ADD(sync_range, page) { .size = 4096, .count = 4096 };
-FIXTURE_VARIANT_ADD(sync_range, page_plus_1) { .size = 4097, .count = 4097 };
-FIXTURE_VARIANT_ADD(sync_range, mib_plus_3) {
+FIXTURE_VARIANT_ADD(range, empty) { .size = 0, .count = 0 };
+FIXTURE_VARIANT_ADD(range, one) { .size = 1, .count = 1 };
+FIXTURE_VARIANT_ADD(range, page_minus_1) { .size = 4095, .count = 4095 };
+FIXTURE_VARIANT_ADD(range, page) { .size = 4096, .count = 4096 };
+FIXTURE_VARIANT_ADD(range, page_plus_1) { .size = 4097, .count = 4097 };
+FIXTURE_VARIANT_ADD(range, mib_plus_3) {
 	.size = MIB + 3, .count = MIB + 3
 };
-FIXTURE_VARIANT_ADD(sync_range, unaligned) {
+FIXTURE_VARIANT_ADD(range, unaligned) {
 	.size = 300000, .off = 4093, .count = 200001
 };
+FIXTURE_VARIANT_ADD(range, big_unaligned) {
+	.size = 3 * MIB + 5, .off = 7, .count = 3 * MIB - 2
+};
+/* The range ends where the file does (for EVQ_SF_ASYNC: did at the start). */
+FIXTURE_VARIANT_ADD(range, past_eof) {
+	.size = 70000, .off = 1000, .count = 1000000
+};
+FIXTURE_VARIANT_ADD(range, at_eof) {
+	.size = 70000, .off = 70000, .count = 100
+};
+FIXTURE_VARIANT_ADD(range, count_zero) {
+	.size = 70000, .off = 5, .count = 0
+};
 
-FIXTURE_SETUP(sync_range)
+FIXTURE_SETUP(range)
 {
 	self->c.tx = self->c.rx = self->fd = -1;
 	ASSERT_EQ(0, evq_open(&self->q, 64, 0));
@@ -602,7 +606,7 @@ FIXTURE_SETUP(sync_range)
 	ASSERT_LE(0, self->fd);
 }
 
-FIXTURE_TEARDOWN(sync_range)
+FIXTURE_TEARDOWN(range)
 {
 	conn_close(&self->c);
 	if (self->fd >= 0)
@@ -610,8 +614,18 @@ FIXTURE_TEARDOWN(sync_range)
 	evq_close(&self->q);
 }
 
-TEST_F(sync_range, bytes_arrive_exact)
+/* The bytes of [off, off + count) the file holds. */
+static uint64_t range_expect(uint64_t size, uint64_t off, uint64_t count)
 {
+	if (off >= size)
+		return 0;
+	return count < size - off ? count : size - off;
+}
+
+TEST_F(range, sync_bytes_arrive_exact)
+{
+	uint64_t want = range_expect(variant->size, variant->off,
+				     variant->count);
 	struct sender s = { .q = &self->q, .tx = self->c.tx };
 	struct evq_sendfile sf;
 	int64_t ret;
@@ -625,18 +639,18 @@ TEST_F(sync_range, bytes_arrive_exact)
 		    sf.stop == EVQ_SF_STOP_SOCK_FULL);
 	ASSERT_EQ(0, sf.error);
 	if (sf.stop == EVQ_SF_STOP_SOCK_FULL) {
-		ASSERT_EQ(variant->count - ret,
+		ASSERT_EQ((int64_t)(want - ret),
 			  send_sync_all(&s, self->fd, variant->off + ret,
 					variant->count - ret, 0, 1));
 	} else {
-		ASSERT_EQ(variant->count, ret);
+		ASSERT_EQ(want, (uint64_t)ret);
 	}
 	/* A synchronous send without NOTIFY posts nothing. */
 	ASSERT_TRUE(quiet(&self->q));
 	ASSERT_EQ(0, shutdown(self->c.tx, SHUT_WR));
 	rx_join(&self->rx);
 	ASSERT_EQ(0, self->rx.err);
-	ASSERT_EQ(variant->count, self->rx.got);
+	ASSERT_EQ(want, self->rx.got);
 	EXPECT_EQ(0, self->rx.bad) {
 		TH_LOG("first bad byte at %llu",
 		       (unsigned long long)self->rx.first_bad);
@@ -820,54 +834,10 @@ TEST(sync_and_async_epipe_without_sigpipe)
  * Asynchronous sends
  */
 
-FIXTURE(async_range) {
-	struct evq q;
-	struct conn c;
-	struct rx rx;
-	int fd;
-};
-
-FIXTURE_VARIANT(async_range) {
-	uint64_t size, off, count, expect;
-};
-
-FIXTURE_VARIANT_ADD(async_range, big_unaligned) {
-	.size = 3 * MIB + 5, .off = 7, .count = 3 * MIB - 2,
-	.expect = 3 * MIB - 2
-};
-FIXTURE_VARIANT_ADD(async_range, small) {
-	.size = 4097, .count = 4097, .expect = 4097
-};
-/* The range ends where the file did at the start. */
-FIXTURE_VARIANT_ADD(async_range, past_eof) {
-	.size = 70000, .off = 1000, .count = 1000000, .expect = 69000
-};
-FIXTURE_VARIANT_ADD(async_range, at_eof) {
-	.size = 70000, .off = 70000, .count = 100, .expect = 0
-};
-FIXTURE_VARIANT_ADD(async_range, empty) {
-	.size = 70000, .off = 5, .count = 0, .expect = 0
-};
-
-FIXTURE_SETUP(async_range)
+TEST_F(range, async_completes_with_exact_count)
 {
-	self->c.tx = self->c.rx = self->fd = -1;
-	ASSERT_EQ(0, evq_open(&self->q, 64, 0));
-	ASSERT_EQ(0, tcp_conn(&self->c, AF_INET, 0));
-	self->fd = make_file(variant->size);
-	ASSERT_LE(0, self->fd);
-}
-
-FIXTURE_TEARDOWN(async_range)
-{
-	conn_close(&self->c);
-	if (self->fd >= 0)
-		close(self->fd);
-	evq_close(&self->q);
-}
-
-TEST_F(async_range, completes_with_exact_count)
-{
+	uint64_t want = range_expect(variant->size, variant->off,
+				     variant->count);
 	struct evq_sendfile sf;
 	int64_t sent;
 
@@ -878,13 +848,13 @@ TEST_F(async_range, completes_with_exact_count)
 	/* The caller may close its descriptors: the queue holds its own. */
 	close(self->fd);
 	self->fd = -1;
-	ASSERT_EQ(variant->expect,
+	ASSERT_EQ((int)want,
 		  async_result(&self->q, 42, &sent, 4 * LONG_WAIT));
 	ASSERT_TRUE(quiet(&self->q));
 	ASSERT_EQ(-ENOENT, evq_cancel(&self->q, 42));
 	ASSERT_EQ(0, shutdown(self->c.tx, SHUT_WR));
 	rx_join(&self->rx);
-	ASSERT_EQ(variant->expect, self->rx.got);
+	ASSERT_EQ(want, self->rx.got);
 	EXPECT_EQ(0, self->rx.bad) {
 		TH_LOG("first bad byte at %llu",
 		       (unsigned long long)self->rx.first_bad);

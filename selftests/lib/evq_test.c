@@ -29,6 +29,7 @@
 
 #include "libevq.h"
 #include "kselftest_harness.h"
+#include "evq_test_util.h"
 
 /*
  * The harness's ASSERT_*() expand to more than one statement: keep them
@@ -134,21 +135,6 @@ fail_c:
 fail_l:
 	close(l);
 	return -1;
-}
-
-/* Give the process n + some descriptors, or say it cannot. */
-static bool raise_nofile(rlim_t n)
-{
-	struct rlimit r;
-
-	if (getrlimit(RLIMIT_NOFILE, &r))
-		return false;
-	if (r.rlim_cur >= n)
-		return true;
-	if (r.rlim_max < n)
-		r.rlim_max = n;
-	r.rlim_cur = n;
-	return setrlimit(RLIMIT_NOFILE, &r) == 0;
 }
 
 /* ---------------------------------------------------------------------
