@@ -129,25 +129,19 @@ static bool evq_op_arm_sock(struct evq_op *op)
 	return false;
 }
 
-enum { EVQ_PG_DONE, EVQ_PG_ARMED, EVQ_PG_DEFER, EVQ_PG_ERROR };
+enum { EVQ_PG_DONE, EVQ_PG_ARMED, EVQ_PG_ERROR };
 
 /*
  * Bring [pg_pos, pg_end) into the page cache by reading it into a discard
  * iterator: ->read_iter() starts readahead for what is missing and, with
- * IOCB_WAITQ, hooks @op->wpq on the first folio still under read.
- *
- * @inline_ctx: the caller's thread, which gets nothing of this: even an
- * IOCB_NOWAIT read allocates the window's folios and builds and submits
- * its bios there, several times the cost of the send that stopped.  The
- * work item does it all.
+ * IOCB_WAITQ, hooks @op->wpq on the first folio still under read.  Runs
+ * in the work item only (see evq_op_run()).
  */
-static int evq_op_pagein(struct evq_op *op, bool inline_ctx, int *err)
+static int evq_op_pagein(struct evq_op *op, int *err)
 {
 	struct file *in = op->in;
 	bool block = !evq_file_buf_rasync(in);
 
-	if (inline_ctx)
-		return EVQ_PG_DEFER;
 	while (op->pg_pos < op->pg_end) {
 		struct iov_iter iter;
 		struct kiocb kiocb;
@@ -301,11 +295,18 @@ static void evq_op_run(struct evq_op *op, bool inline_ctx)
 			return;
 		}
 		if (op->pg_pos < op->pg_end) {
-			switch (evq_op_pagein(op, inline_ctx, &err)) {
-			case EVQ_PG_ARMED:
-				return;
-			case EVQ_PG_DEFER:
+			/*
+			 * Not in the caller's thread: even starting readahead
+			 * (allocating the window's folios, building and
+			 * submitting the bios) costs several times the send
+			 * that stopped.
+			 */
+			if (inline_ctx) {
 				evq_op_queue(op);
+				return;
+			}
+			switch (evq_op_pagein(op, &err)) {
+			case EVQ_PG_ARMED:
 				return;
 			case EVQ_PG_ERROR:
 				evq_op_finish(op, err);
@@ -364,29 +365,50 @@ static void evq_op_work(struct work_struct *work)
 }
 
 /**
- * evq_op_alloc() - reserve an operation before anything is sent
+ * evq_op_reserve() - count an operation against max_ops before anything
+ *	is sent, so that a refusal leaves nothing done
  * @q: the queue
+ *
+ * Only a count: a synchronous send allocates its page-in only if it
+ * meets a miss, which most calls do not.
+ *
+ * Return: 0, or -EBUSY when max_ops are in flight.
+ */
+int evq_op_reserve(struct evq_queue *q)
+{
+	if (atomic_inc_return(&q->nr_ops) > READ_ONCE(evq_max_ops)) {
+		atomic_dec(&q->nr_ops);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/* Give back a reservation no operation was made of. */
+void evq_op_unreserve(struct evq_queue *q)
+{
+	atomic_dec(&q->nr_ops);
+}
+
+/**
+ * evq_op_alloc() - make a reserved operation
+ * @q: the queue, with a reservation from evq_op_reserve()
  * @sf: the request
  * @in: the file (a reference is taken)
  * @out: the socket for an asynchronous send, else NULL (likewise)
  *
- * Return: the operation, or ERR_PTR(-EBUSY) when max_ops are in flight,
- * ERR_PTR(-ENOMEM).
+ * The operation takes over the reservation; on failure it stays the
+ * caller's.
+ *
+ * Return: the operation, or ERR_PTR(-ENOMEM).
  */
 struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 			    struct file *in, struct file *out)
 {
 	struct evq_op *op;
 
-	if (atomic_inc_return(&q->nr_ops) > READ_ONCE(evq_max_ops)) {
-		atomic_dec(&q->nr_ops);
-		return ERR_PTR(-EBUSY);
-	}
 	op = kmem_cache_zalloc(evq_op_cache, GFP_KERNEL_ACCOUNT);
-	if (!op) {
-		atomic_dec(&q->nr_ops);
+	if (!op)
 		return ERR_PTR(-ENOMEM);
-	}
 	op->q = q;
 	refcount_inc(&q->refs);
 	INIT_WORK(&op->work, evq_op_work);
@@ -405,18 +427,6 @@ struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 	init_waitqueue_func_entry(&op->sock_wait, evq_op_sock_wake);
 	init_poll_funcptr(&op->pt, evq_op_sock_queue);
 	return op;
-}
-
-/* Give back an operation that was reserved and never started. */
-void evq_op_discard(struct evq_op *op)
-{
-	struct evq_queue *q = op->q;
-
-	fput(op->in);
-	if (op->out)
-		fput(op->out);
-	evq_op_free(op);
-	evq_queue_put(q);
 }
 
 /* Make the operation visible to cancel and take its first steps here. */

@@ -297,9 +297,10 @@ void evq_wake(struct evq_queue *q, bool sync);
 void evq_wake_work(struct work_struct *work);
 
 /* op.c */
+int evq_op_reserve(struct evq_queue *q);
+void evq_op_unreserve(struct evq_queue *q);
 struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 			    struct file *in, struct file *out);
-void evq_op_discard(struct evq_op *op);
 void evq_op_start(struct evq_op *op);
 bool evq_op_flush(struct evq_queue *q);
 void evq_op_cancel_all(struct evq_queue *q);

@@ -217,27 +217,39 @@ static int evq_sf_check_args(const struct evq_sendfile *sf)
 	return 0;
 }
 
-/* The synchronous form; @op is the page-in to start on a miss, or NULL. */
-static long evq_sf_sync(struct evq_sendfile *sf, struct socket *sock,
-			struct file *in, struct evq_op *op)
+/*
+ * The synchronous form.  With EVQ_SF_NOTIFY the caller holds an operation
+ * reservation: a miss turns it into a page-in, anything else gives it back.
+ */
+static long evq_sf_sync(struct evq_queue *q, struct evq_sendfile *sf,
+			struct socket *sock, struct file *in)
 {
 	loff_t pos = sf->offset;
 	loff_t end = pos + sf->count;
+	struct evq_op *op;
 	int err = 0;
 	u32 stop;
 
 	stop = evq_sf_push(sock, in, &pos, end, sf->flags, &err);
+	if (sf->flags & EVQ_SF_NOTIFY) {
+		op = stop == EVQ_SF_STOP_NOT_RESIDENT ?
+		     evq_op_alloc(q, sf, in, NULL) : NULL;
+		if (IS_ERR_OR_NULL(op))
+			evq_op_unreserve(q);
+		if (IS_ERR(op)) {
+			/* No page-in, no event: what stopped the send. */
+			stop = EVQ_SF_STOP_ERROR;
+			err = PTR_ERR(op);
+		} else if (op) {
+			op->pg_start = pos;
+			op->pg_pos = pos;
+			op->pg_end = min_t(loff_t, end, pos + evq_sf_window());
+			evq_op_start(op);
+		}
+	}
 	sf->sent = pos - sf->offset;
 	sf->stop = stop;
 	sf->error = stop == EVQ_SF_STOP_ERROR ? err : 0;
-	if (stop == EVQ_SF_STOP_NOT_RESIDENT && op) {
-		op->pg_start = pos;
-		op->pg_pos = pos;
-		op->pg_end = min_t(loff_t, end, pos + evq_sf_window());
-		evq_op_start(op);
-	} else if (op) {
-		evq_op_discard(op);
-	}
 	/* Like write(2): an error with nothing sent is the call's error. */
 	if (stop == EVQ_SF_STOP_ERROR && !sf->sent)
 		return err;
@@ -257,7 +269,7 @@ long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg)
 	struct evq_sendfile sf;
 	struct socket *sock;
 	struct file *in, *out;
-	struct evq_op *op = NULL;
+	struct evq_op *op;
 	long ret;
 
 	if (copy_from_user(&sf, arg, sizeof(sf)))
@@ -282,20 +294,23 @@ long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg)
 
 	/* Reserve before sending: a refusal must leave nothing done. */
 	if (sf.flags & (EVQ_SF_NOTIFY | EVQ_SF_ASYNC)) {
-		op = evq_op_alloc(q, &sf, in,
-				  sf.flags & EVQ_SF_ASYNC ? out : NULL);
-		if (IS_ERR(op)) {
-			ret = PTR_ERR(op);
+		ret = evq_op_reserve(q);
+		if (ret)
 			goto in_put;
-		}
 	}
 
 	if (sf.flags & EVQ_SF_ASYNC) {
+		op = evq_op_alloc(q, &sf, in, out);
+		if (IS_ERR(op)) {
+			evq_op_unreserve(q);
+			ret = PTR_ERR(op);
+			goto in_put;
+		}
 		op->sock = sock;
 		evq_op_start(op);
 		ret = 0;
 	} else {
-		ret = evq_sf_sync(&sf, sock, in, op);
+		ret = evq_sf_sync(q, &sf, sock, in);
 		/* The bytes are gone either way; say so if we can. */
 		if (copy_to_user(&arg->stop, &sf.stop,
 				 offsetofend(struct evq_sendfile, sent) -
