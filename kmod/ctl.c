@@ -7,6 +7,7 @@
 #include <linux/uaccess.h>
 #include <linux/sched.h>
 #include "queue.h"
+#include "evq_trace.h"
 
 static int evq_ctl_one(struct evq_queue *q, const struct evq_ctl *c)
 {
@@ -64,5 +65,8 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 		cond_resched();
 	}
 	mutex_unlock(&q->mtx);
+	atomic64_inc(&q->stats.ctl_calls);
+	atomic64_add(done, &q->stats.ctl_changes);
+	trace_evq_ctl(q->id, b.nr, done ? done : -EFAULT);
 	return done ? done : -EFAULT;
 }

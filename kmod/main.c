@@ -11,6 +11,9 @@
 #include <linux/uaccess.h>
 #include "queue.h"
 
+#define CREATE_TRACE_POINTS
+#include "evq_trace.h"
+
 unsigned int evq_max_user_watches = 1U << 20;
 module_param_named(max_user_watches, evq_max_user_watches, uint, 0644);
 MODULE_PARM_DESC(max_user_watches, "Watches one user may hold over all its queues");
@@ -145,12 +148,17 @@ static int __init evq_init(void)
 	evq_wq = alloc_workqueue("evq", WQ_UNBOUND, 0);
 	if (!evq_wq)
 		goto err_op;
-	ret = misc_register(&evq_misc);
+	ret = evq_netlink_init();
 	if (ret)
 		goto err_wq;
+	ret = misc_register(&evq_misc);
+	if (ret)
+		goto err_nl;
 	pr_info("ABI %d, /dev/evq ready\n", EVQ_ABI_VERSION);
 	return 0;
 
+err_nl:
+	evq_netlink_exit();
 err_wq:
 	destroy_workqueue(evq_wq);
 err_op:
@@ -170,6 +178,7 @@ static void __exit evq_exit(void)
 	 * grace period covers them.
 	 */
 	wait_var_event(&evq_nr_queues, !atomic_read(&evq_nr_queues));
+	evq_netlink_exit();
 	synchronize_rcu();
 	destroy_workqueue(evq_wq);
 	evq_op_cache_exit();

@@ -26,6 +26,7 @@
 #include <linux/poll.h>
 #include <net/sock.h>
 #include "queue.h"
+#include "evq_trace.h"
 
 static struct kmem_cache *evq_op_cache;
 
@@ -225,6 +226,9 @@ static void evq_op_finish(struct evq_op *op, int err)
 	mutex_unlock(&q->mtx);
 
 	if (op->async) {
+		trace_evq_sf_done(q->id, op->user_data, op->sent,
+				  err ? EVQ_SF_STOP_ERROR : EVQ_SF_STOP_DONE,
+				  err, true);
 		/* sent <= EVQ_SENDFILE_MAX: fits in res. */
 		if (!err)
 			evq_op_add_cqe(op, op->sent, EVQ_CQE_SENDFILE);
@@ -247,9 +251,7 @@ static void evq_op_finish(struct evq_op *op, int err)
 	/* A released queue has no one to flush the rest to. */
 	if (!done && !q->dead) {
 		list_add_tail(&op->ovf_node, &q->op_ovf);
-		q->overflow++;
-		WRITE_ONCE(*q->ring.overflow, q->overflow);
-		evq_queue_update_flags(q);
+		evq_ring_overflow(q, op->user_data);
 		parked = true;
 	}
 	spin_unlock_irq(&q->lock);
@@ -277,6 +279,34 @@ bool evq_op_flush(struct evq_queue *q)
 		evq_op_free(op);
 	}
 	return false;
+}
+
+/**
+ * evq_op_window() - the next page-in: from @pos, a window's worth
+ * @op: the operation, stopped at a page not in memory
+ * @pos: that page's offset
+ * @end: end of the range wanted
+ */
+void evq_op_window(struct evq_op *op, loff_t pos, loff_t end)
+{
+	op->pg_start = pos;
+	op->pg_pos = pos;
+	op->pg_end = min_t(loff_t, end, pos + evq_sf_window());
+	op->pg_t0 = ktime_get_ns();
+	atomic64_inc(&op->q->stats.sf_not_resident);
+	trace_evq_sf_not_resident(op->q->id, op->user_data, pos,
+				  op->pg_end - pos, op->async);
+}
+
+/* The window is in: count how long it took. */
+static void evq_op_paged_in(struct evq_op *op)
+{
+	u64 t0 = op->pg_t0;
+
+	evq_stats_pagein(op->q, t0);
+	trace_evq_sf_pages_ready(op->q->id, op->user_data,
+				 op->pg_pos - op->pg_start,
+				 ktime_get_ns() - t0);
 }
 
 /* One step after another until the operation waits or ends. */
@@ -312,6 +342,7 @@ static void evq_op_run(struct evq_op *op, bool inline_ctx)
 				evq_op_finish(op, err);
 				return;
 			}
+			evq_op_paged_in(op);
 			if (!op->async) {
 				evq_op_finish(op, 0);
 				return;
@@ -324,6 +355,7 @@ static void evq_op_run(struct evq_op *op, bool inline_ctx)
 		stop = evq_sf_push(op->sock, op->in, &op->pos, op->end,
 				   op->flags, &err);
 		op->sent += op->pos - before;
+		atomic64_add(op->pos - before, &op->q->stats.sf_bytes);
 		switch (stop) {
 		case EVQ_SF_STOP_DONE:
 			/* Short of the end fixed at the start: truncated. */
@@ -342,10 +374,7 @@ static void evq_op_run(struct evq_op *op, bool inline_ctx)
 				evq_op_finish(op, -EIO);
 				return;
 			}
-			op->pg_start = op->pos;
-			op->pg_pos = op->pos;
-			op->pg_end = min_t(loff_t, op->end,
-					   op->pos + evq_sf_window());
+			evq_op_window(op, op->pos, op->end);
 			break;
 		}
 		ran += op->pos - before;

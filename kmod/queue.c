@@ -6,6 +6,8 @@
 
 #include <linux/slab.h>
 #include <linux/cred.h>
+#include <linux/pid.h>
+#include <linux/sched.h>
 #include "queue.h"
 
 /* Queues not yet freed: module exit waits for operations to drain them. */
@@ -37,6 +39,14 @@ struct evq_queue *evq_queue_create(void)
 	refcount_set(&q->refs, 1);
 	INIT_LIST_HEAD(&q->ops);
 	INIT_LIST_HEAD(&q->op_ovf);
+	q->owner_pid = get_pid(task_tgid(current));
+	q->owner_uid = current_euid();
+	if (evq_registry_add(q)) {
+		put_pid(q->owner_pid);
+		evq_user_put(q->user);
+		kfree(q);
+		return NULL;
+	}
 	atomic_inc(&evq_nr_queues);
 	return q;
 }
@@ -80,7 +90,9 @@ void evq_queue_put(struct evq_queue *q)
 	if (!refcount_dec_and_test(&q->refs))
 		return;
 	cancel_work_sync(&q->wake_work);
+	evq_registry_del(q);
 	evq_ring_free(&q->ring);
+	put_pid(q->owner_pid);
 	evq_user_put(q->user);
 	kfree(q);
 	if (atomic_dec_and_test(&evq_nr_queues))

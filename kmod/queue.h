@@ -41,6 +41,40 @@
 struct evq_user;
 
 /**
+ * struct evq_stats - a queue's counters, read over generic netlink
+ * @posted: entries written to the ring (q->lock)
+ * @overflows: completions that found the ring full (q->lock)
+ * @pageins: page-in windows read to the end (q->lock)
+ * @pagein_ns: their total latency (q->lock)
+ * @pagein_max_ns: the longest (q->lock)
+ * @waits: EVQ_IOC_WAIT calls
+ * @waits_slept: of those, calls that slept
+ * @ctl_calls: EVQ_IOC_CTL calls
+ * @ctl_changes: changes they applied
+ * @sf_calls: EVQ_IOC_SENDFILE calls that started a send
+ * @sf_bytes: bytes handed to sockets
+ * @sf_not_resident: sends stopped by a page not in memory
+ *
+ * The first five change only under q->lock, which posting holds anyway;
+ * the others come from ioctls and workers that share no lock, so they are
+ * atomic.
+ */
+struct evq_stats {
+	u64 posted;
+	u64 overflows;
+	u64 pageins;
+	u64 pagein_ns;
+	u64 pagein_max_ns;
+	atomic64_t waits;
+	atomic64_t waits_slept;
+	atomic64_t ctl_calls;
+	atomic64_t ctl_changes;
+	atomic64_t sf_calls;
+	atomic64_t sf_bytes;
+	atomic64_t sf_not_resident;
+};
+
+/**
  * struct evq_ring - the completion ring shared with userspace
  * @pages: the ring's pages, inserted into the user's mapping
  * @nr_pages: number of @pages
@@ -75,7 +109,6 @@ struct evq_ring {
  * @ring: the completion ring, valid once @ready is set
  * @ready: set (release) once the ring exists
  * @tail: our own producer index; the shared one is only written
- * @overflow: count mirrored to the ring
  * @ovf_list: watches whose event did not fit in the ring (the ready list)
  * @level_list: level watches posted, to re-check once consumed
  * @pollq_list: watches woken without an event mask: poll them
@@ -91,6 +124,11 @@ struct evq_ring {
  * @op_ovf: finished operations whose entries did not fit in the ring
  * @nr_ops: operations counted against max_ops, until their last entry
  *	is in the ring
+ * @id: key in the registry of queues (evq_queues), for netlink
+ * @owner_pid: the opener's thread group
+ * @owner_uid: the opener's effective uid: who may read the counters
+ * @wait_head: the ring head at the last EVQ_IOC_WAIT, for tracing
+ * @stats: counters
  */
 struct evq_queue {
 	struct mutex mtx;	/* watch table, sleeping work */
@@ -100,7 +138,6 @@ struct evq_queue {
 	struct evq_ring ring;
 	bool ready;
 	u32 tail;
-	u32 overflow;
 	struct list_head ovf_list;
 	struct list_head level_list;
 	struct list_head pollq_list;
@@ -115,6 +152,11 @@ struct evq_queue {
 	struct list_head ops;
 	struct list_head op_ovf;
 	atomic_t nr_ops;
+	u32 id;
+	struct pid *owner_pid;
+	kuid_t owner_uid;
+	u32 wait_head;
+	struct evq_stats stats;
 };
 
 /* One wait-queue head a watch is hooked on (most files have one). */
@@ -202,6 +244,7 @@ enum {
  * @pg_start: start of the window being paged in
  * @pg_pos: next byte of the window to read
  * @pg_end: end of the window (@pg_pos == @pg_end: no page-in pending)
+ * @pg_t0: when the window's page-in started (ktime_get_ns())
  * @wpq: hooked on a folio's wait queue through IOCB_WAITQ
  * @pt: poll table that hooks @sock_wait on the socket
  * @sock_head: the socket's wait-queue head
@@ -230,6 +273,7 @@ struct evq_op {
 	loff_t pg_start;
 	loff_t pg_pos;
 	loff_t pg_end;
+	u64 pg_t0;
 	struct wait_page_queue wpq;
 	poll_table pt;
 	wait_queue_head_t *sock_head;
@@ -271,6 +315,7 @@ u32 evq_ring_count(struct evq_queue *q);
 bool evq_ring_room(struct evq_queue *q);
 bool evq_ring_consumed(struct evq_queue *q, u32 seq);
 void evq_ring_write(struct evq_queue *q, u64 user_data, s32 res, u32 flags);
+void evq_ring_overflow(struct evq_queue *q, u64 user_data);
 
 /* watch.c */
 int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c);
@@ -302,6 +347,7 @@ void evq_op_unreserve(struct evq_queue *q);
 struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 			    struct file *in, struct file *out);
 void evq_op_start(struct evq_op *op);
+void evq_op_window(struct evq_op *op, loff_t pos, loff_t end);
 bool evq_op_flush(struct evq_queue *q);
 void evq_op_cancel_all(struct evq_queue *q);
 long evq_cancel_ioctl(struct evq_queue *q, u64 __user *arg);
@@ -321,6 +367,50 @@ static inline loff_t evq_sf_window(void)
 long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg);
 int evq_sf_push(struct socket *sock, struct file *in, loff_t *pos, loff_t end,
 		u32 flags, int *err);
+
+/**
+ * struct evq_counters - a snapshot of counters, one queue's or a sum
+ * @posted: see struct evq_stats, and EVQ_A_* in the uapi header
+ * @harvested: entries userspace consumed of @posted
+ * @overflows: see struct evq_stats
+ * @waits: see struct evq_stats
+ * @waits_slept: see struct evq_stats
+ * @ctl_calls: see struct evq_stats
+ * @ctl_changes: see struct evq_stats
+ * @sf_calls: see struct evq_stats
+ * @sf_bytes: see struct evq_stats
+ * @sf_not_resident: see struct evq_stats
+ * @pageins: see struct evq_stats
+ * @pagein_ns: see struct evq_stats
+ * @pagein_max_ns: see struct evq_stats
+ */
+struct evq_counters {
+	u64 posted;
+	u64 harvested;
+	u64 overflows;
+	u64 waits;
+	u64 waits_slept;
+	u64 ctl_calls;
+	u64 ctl_changes;
+	u64 sf_calls;
+	u64 sf_bytes;
+	u64 sf_not_resident;
+	u64 pageins;
+	u64 pagein_ns;
+	u64 pagein_max_ns;
+};
+
+/* stats.c: the registry of open queues and their counters */
+extern struct xarray evq_queues;
+int evq_registry_add(struct evq_queue *q);
+void evq_registry_del(struct evq_queue *q);
+void evq_queue_counters(struct evq_queue *q, struct evq_counters *c);
+void evq_global_counters(struct evq_counters *sum, u32 *open, u64 *created);
+void evq_stats_pagein(struct evq_queue *q, u64 t0);
+
+/* netlink.c */
+int evq_netlink_init(void);
+void evq_netlink_exit(void);
 
 /* user.c */
 struct evq_user *evq_user_get(kuid_t uid);

@@ -12,6 +12,7 @@
 #include <linux/uaccess.h>
 #include <linux/log2.h>
 #include "queue.h"
+#include "evq_trace.h"
 
 void evq_ring_free(struct evq_ring *ring)
 {
@@ -168,10 +169,24 @@ void evq_ring_write(struct evq_queue *q, u64 user_data, s32 res, u32 flags)
 {
 	struct evq_cqe *cqe = &q->ring.cqes[q->tail & q->ring.mask];
 
+	trace_evq_post(q->id, user_data, res, flags, q->tail);
 	cqe->user_data = user_data;
 	cqe->res = res;
 	cqe->flags = flags;
 	q->tail++;
+	q->stats.posted++;
 	/* Entry contents before the index that publishes them. */
 	smp_store_release(q->ring.tail, q->tail);
+}
+
+/*
+ * A completion for @user_data found the ring full and waits on a list:
+ * count it where userspace sees it, and set NEED_ENTER.  q->lock held.
+ */
+void evq_ring_overflow(struct evq_queue *q, u64 user_data)
+{
+	trace_evq_overflow(q->id, user_data);
+	q->stats.overflows++;
+	WRITE_ONCE(*q->ring.overflow, (u32)q->stats.overflows);
+	evq_queue_update_flags(q);
 }

@@ -16,6 +16,7 @@
 #include <linux/shmem_fs.h>
 #include <net/sock.h>
 #include "queue.h"
+#include "evq_trace.h"
 
 /* Pages sent per socket call: 64 KiB, a TSO segment's worth. */
 #define EVQ_SF_BATCH	16
@@ -241,15 +242,21 @@ static long evq_sf_sync(struct evq_queue *q, struct evq_sendfile *sf,
 			stop = EVQ_SF_STOP_ERROR;
 			err = PTR_ERR(op);
 		} else if (op) {
-			op->pg_start = pos;
-			op->pg_pos = pos;
-			op->pg_end = min_t(loff_t, end, pos + evq_sf_window());
+			evq_op_window(op, pos, end);
 			evq_op_start(op);
 		}
+	}
+	/* Counted by evq_op_window() when a page-in starts. */
+	if (stop == EVQ_SF_STOP_NOT_RESIDENT && !(sf->flags & EVQ_SF_NOTIFY)) {
+		atomic64_inc(&q->stats.sf_not_resident);
+		trace_evq_sf_not_resident(q->id, sf->user_data, pos, 0, false);
 	}
 	sf->sent = pos - sf->offset;
 	sf->stop = stop;
 	sf->error = stop == EVQ_SF_STOP_ERROR ? err : 0;
+	atomic64_add(sf->sent, &q->stats.sf_bytes);
+	trace_evq_sf_done(q->id, sf->user_data, sf->sent, stop, sf->error,
+			  false);
 	/* Like write(2): an error with nothing sent is the call's error. */
 	if (stop == EVQ_SF_STOP_ERROR && !sf->sent)
 		return err;
@@ -298,6 +305,7 @@ long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg)
 		if (ret)
 			goto in_put;
 	}
+	atomic64_inc(&q->stats.sf_calls);
 
 	if (sf.flags & EVQ_SF_ASYNC) {
 		op = evq_op_alloc(q, &sf, in, out);

@@ -9,6 +9,7 @@
 #include <linux/uaccess.h>
 #include <linux/percpu.h>
 #include "queue.h"
+#include "evq_trace.h"
 
 /*
  * Depth of poll_wq wake-ups on this CPU.  A queue that watches an epoll fd
@@ -121,11 +122,65 @@ static void evq_enter(struct evq_queue *q)
 	mutex_unlock(&q->mtx);
 }
 
+/*
+ * Entries userspace consumed since the last wait, for the trace: the ring
+ * head is ours to read, not to trust, and a racing waiter on another
+ * thread may count some twice.  Only built when the tracepoint is on.
+ */
+static u32 evq_wait_harvested(struct evq_queue *q)
+{
+	u32 head = READ_ONCE(*q->ring.head);
+	u32 n = head - READ_ONCE(q->wait_head);
+
+	WRITE_ONCE(q->wait_head, head);
+	return min(n, q->ring.entries);
+}
+
+static long evq_wait(struct evq_queue *q, const struct evq_wait *wt,
+		     bool *slept)
+{
+	ktime_t expires = 0;
+	u32 avail;
+	long ret;
+
+	if (wt->timeout_ns > 0)
+		expires = ktime_add_ns(ktime_get(), wt->timeout_ns);
+
+	evq_enter(q);
+	for (;;) {
+		DEFINE_WAIT(wait);
+
+		avail = evq_ring_count(q);
+		if (avail >= wt->min_events || !wt->timeout_ns)
+			return avail;
+		if (signal_pending(current))
+			return -EINTR;
+
+		if (wt->flags & EVQ_WAIT_EXCLUSIVE)
+			prepare_to_wait_exclusive(&q->wq, &wait,
+						  TASK_INTERRUPTIBLE);
+		else
+			prepare_to_wait(&q->wq, &wait, TASK_INTERRUPTIBLE);
+		/* A post between the check above and queueing ourselves. */
+		if (evq_ring_count(q) >= wt->min_events) {
+			finish_wait(&q->wq, &wait);
+			continue;
+		}
+		*slept = true;
+		ret = schedule_hrtimeout_range(wt->timeout_ns > 0 ? &expires :
+					       NULL, 0, HRTIMER_MODE_ABS);
+		finish_wait(&q->wq, &wait);
+		if (!ret)	/* timed out */
+			return evq_ring_count(q);
+		/* Entries consumed by another thread may free ring room. */
+		evq_enter(q);
+	}
+}
+
 long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg)
 {
 	struct evq_wait wt;
-	ktime_t expires = 0;
-	u32 avail;
+	bool slept = false;
 	long ret;
 
 	if (copy_from_user(&wt, arg, sizeof(wt)))
@@ -134,35 +189,15 @@ long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg)
 		return -EINVAL;
 	if (wt.min_events > q->ring.entries)
 		return -EINVAL;
-	if (wt.timeout_ns > 0)
-		expires = ktime_add_ns(ktime_get(), wt.timeout_ns);
 
-	evq_enter(q);
-	for (;;) {
-		DEFINE_WAIT(wait);
-
-		avail = evq_ring_count(q);
-		if (avail >= wt.min_events || !wt.timeout_ns)
-			return avail;
-		if (signal_pending(current))
-			return -EINTR;
-
-		if (wt.flags & EVQ_WAIT_EXCLUSIVE)
-			prepare_to_wait_exclusive(&q->wq, &wait,
-						  TASK_INTERRUPTIBLE);
-		else
-			prepare_to_wait(&q->wq, &wait, TASK_INTERRUPTIBLE);
-		/* A post between the check above and queueing ourselves. */
-		if (evq_ring_count(q) >= wt.min_events) {
-			finish_wait(&q->wq, &wait);
-			continue;
-		}
-		ret = schedule_hrtimeout_range(wt.timeout_ns > 0 ? &expires :
-					       NULL, 0, HRTIMER_MODE_ABS);
-		finish_wait(&q->wq, &wait);
-		if (!ret)	/* timed out */
-			return evq_ring_count(q);
-		/* Entries consumed by another thread may free ring room. */
-		evq_enter(q);
-	}
+	atomic64_inc(&q->stats.waits);
+	if (trace_evq_wait_enter_enabled())
+		trace_evq_wait_enter(q->id, evq_wait_harvested(q),
+				     evq_ring_count(q), wt.min_events,
+				     wt.timeout_ns);
+	ret = evq_wait(q, &wt, &slept);
+	if (slept)
+		atomic64_inc(&q->stats.waits_slept);
+	trace_evq_wait_exit(q->id, ret, slept);
+	return ret;
 }

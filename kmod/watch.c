@@ -42,9 +42,7 @@ static void evq_watch_set_ovf(struct evq_watch *w, __poll_t events)
 		w->on_ovf = true;
 		list_add_tail(&w->ovf_node, &q->ovf_list);
 	}
-	q->overflow++;
-	WRITE_ONCE(*q->ring.overflow, q->overflow);
-	evq_queue_update_flags(q);
+	evq_ring_overflow(q, w->user_data);
 }
 
 /**
@@ -283,9 +281,7 @@ void evq_watch_close(struct evq_watch *w)
 	} else {
 		w->on_ovf = true;
 		list_add_tail(&w->ovf_node, &q->ovf_list);
-		q->overflow++;
-		WRITE_ONCE(*q->ring.overflow, q->overflow);
-		evq_queue_update_flags(q);
+		evq_ring_overflow(q, w->user_data);
 	}
 	spin_unlock_irq(&q->lock);
 

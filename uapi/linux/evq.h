@@ -244,4 +244,87 @@ struct evq_sendfile {
 /* Cancel the operations started with this user_data: returns how many. */
 #define EVQ_IOC_CANCEL		_IOW(EVQ_IOC_MAGIC, 0x05, __u64)
 
+/*
+ * Statistics over generic netlink: family EVQ_GENL_NAME, version
+ * EVQ_GENL_VERSION.  Documentation/evq.rst, "Statistics", has the rules.
+ */
+#define EVQ_GENL_NAME		"evq"
+#define EVQ_GENL_VERSION	1
+
+/**
+ * enum evq_genl_cmd - generic netlink commands of the "evq" family
+ * @EVQ_CMD_UNSPEC: not a command
+ * @EVQ_CMD_GET_STATS: do: one reply with the module's global counters
+ *	(every queue since load, closed ones included) and EVQ_A_QUEUES,
+ *	EVQ_A_QUEUES_CREATED.  Anyone may ask.
+ * @EVQ_CMD_GET_QUEUE: dump: one message per open queue with its
+ *	counters.  Queues whose opener had the caller's effective uid; all
+ *	of them with CAP_NET_ADMIN.
+ * @__EVQ_CMD_MAX: one past the last command
+ */
+enum evq_genl_cmd {
+	EVQ_CMD_UNSPEC,
+	EVQ_CMD_GET_STATS,
+	EVQ_CMD_GET_QUEUE,
+	__EVQ_CMD_MAX,
+};
+#define EVQ_CMD_MAX		(__EVQ_CMD_MAX - 1)
+
+/**
+ * enum evq_genl_attr - attributes of the "evq" family's replies
+ * @EVQ_A_UNSPEC: not an attribute
+ * @EVQ_A_PAD: padding for 64-bit attributes
+ * @EVQ_A_QUEUE_ID: u32, the queue's id, unique while it is open
+ * @EVQ_A_OWNER_PID: u32, the opener's process id in the reader's pid
+ *	namespace, 0 when not visible there
+ * @EVQ_A_OWNER_UID: u32, the opener's effective uid
+ * @EVQ_A_RING_ENTRIES: u32, the ring's size, 0 before EVQ_IOC_SETUP
+ * @EVQ_A_WATCHES: u32, watches now
+ * @EVQ_A_OPS: u32, operations in flight now
+ * @EVQ_A_POSTED: u64, entries written to the ring
+ * @EVQ_A_HARVESTED: u64, of those, entries userspace has consumed
+ * @EVQ_A_OVERFLOWS: u64, completions that found the ring full and waited
+ *	on the ready list
+ * @EVQ_A_WAITS: u64, EVQ_IOC_WAIT calls
+ * @EVQ_A_WAITS_SLEPT: u64, of those, calls that slept
+ * @EVQ_A_CTL_CALLS: u64, EVQ_IOC_CTL calls
+ * @EVQ_A_CTL_CHANGES: u64, entries they processed, each with its result
+ * @EVQ_A_SF_CALLS: u64, EVQ_IOC_SENDFILE calls that started a send
+ * @EVQ_A_SF_BYTES: u64, bytes sendfile handed to sockets
+ * @EVQ_A_SF_NOT_RESIDENT: u64, sends that stopped at a page not in memory
+ * @EVQ_A_PAGEINS: u64, page-in windows read to the end
+ * @EVQ_A_PAGEIN_NS: u64, their total latency, nanoseconds
+ * @EVQ_A_PAGEIN_MAX_NS: u64, the longest of them, nanoseconds
+ * @EVQ_A_QUEUES: u32, global: queues open now
+ * @EVQ_A_QUEUES_CREATED: u64, global: queues opened since load
+ * @__EVQ_A_MAX: one past the last attribute
+ */
+enum evq_genl_attr {
+	EVQ_A_UNSPEC,
+	EVQ_A_PAD,
+	EVQ_A_QUEUE_ID,
+	EVQ_A_OWNER_PID,
+	EVQ_A_OWNER_UID,
+	EVQ_A_RING_ENTRIES,
+	EVQ_A_WATCHES,
+	EVQ_A_OPS,
+	EVQ_A_POSTED,
+	EVQ_A_HARVESTED,
+	EVQ_A_OVERFLOWS,
+	EVQ_A_WAITS,
+	EVQ_A_WAITS_SLEPT,
+	EVQ_A_CTL_CALLS,
+	EVQ_A_CTL_CHANGES,
+	EVQ_A_SF_CALLS,
+	EVQ_A_SF_BYTES,
+	EVQ_A_SF_NOT_RESIDENT,
+	EVQ_A_PAGEINS,
+	EVQ_A_PAGEIN_NS,
+	EVQ_A_PAGEIN_MAX_NS,
+	EVQ_A_QUEUES,
+	EVQ_A_QUEUES_CREATED,
+	__EVQ_A_MAX,
+};
+#define EVQ_A_MAX		(__EVQ_A_MAX - 1)
+
 #endif /* _UAPI_LINUX_EVQ_H */
