@@ -31,7 +31,7 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 	struct evq_ctl c[EVQ_CTL_CHUNK];
 	struct evq_ctl_batch b;
 	struct evq_ctl __user *uc;
-	u32 done = 0, chunk = EVQ_CTL_CHUNK, n, i;
+	u32 done = 0, applied = 0, chunk = EVQ_CTL_CHUNK, n, i;
 
 	if (copy_from_user(&b, arg, sizeof(b)))
 		return -EFAULT;
@@ -55,8 +55,10 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 			chunk = 1;
 			continue;
 		}
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			c[i].res = evq_ctl_one(q, &c[i]);
+			applied += !c[i].res;
+		}
 		if (copy_to_user(uc + done, c, n * sizeof(*c)))
 			break;
 		done += n;
@@ -66,7 +68,7 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg)
 	}
 	mutex_unlock(&q->mtx);
 	atomic64_inc(&q->stats.ctl_calls);
-	atomic64_add(done, &q->stats.ctl_changes);
+	atomic64_add(applied, &q->stats.ctl_changes);
 	trace_evq_ctl(q->id, b.nr, done ? done : -EFAULT);
 	return done ? done : -EFAULT;
 }

@@ -305,7 +305,6 @@ long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg)
 		if (ret)
 			goto in_put;
 	}
-	atomic64_inc(&q->stats.sf_calls);
 
 	if (sf.flags & EVQ_SF_ASYNC) {
 		op = evq_op_alloc(q, &sf, in, out);
@@ -315,9 +314,11 @@ long evq_sendfile_ioctl(struct evq_queue *q, struct evq_sendfile __user *arg)
 			goto in_put;
 		}
 		op->sock = sock;
+		atomic64_inc(&q->stats.sf_calls);
 		evq_op_start(op);
 		ret = 0;
 	} else {
+		atomic64_inc(&q->stats.sf_calls);
 		ret = evq_sf_sync(q, &sf, sock, in);
 		/* The bytes are gone either way; say so if we can. */
 		if (copy_to_user(&arg->stop, &sf.stop,

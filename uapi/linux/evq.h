@@ -288,7 +288,7 @@ enum evq_genl_cmd {
  * @EVQ_A_WAITS: u64, EVQ_IOC_WAIT calls
  * @EVQ_A_WAITS_SLEPT: u64, of those, calls that slept
  * @EVQ_A_CTL_CALLS: u64, EVQ_IOC_CTL calls
- * @EVQ_A_CTL_CHANGES: u64, entries they processed, each with its result
+ * @EVQ_A_CTL_CHANGES: u64, changes they applied (entries whose res was 0)
  * @EVQ_A_SF_CALLS: u64, EVQ_IOC_SENDFILE calls that started a send
  * @EVQ_A_SF_BYTES: u64, bytes sendfile handed to sockets
  * @EVQ_A_SF_NOT_RESIDENT: u64, sends that stopped at a page not in memory
