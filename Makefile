@@ -75,9 +75,11 @@ selftests: lib $(KSFT)/kselftest_harness.h
 	$(MAKE) -C selftests/lib
 	$(MAKE) -C selftests/lib SAN=1
 	$(MAKE) -C selftests/kmod
+	$(MAKE) -C tools/evqstat test
 
 tools: lib
 	$(MAKE) -C tools/bench
+	$(MAKE) -C tools/evqstat prog
 	$(MAKE) -C examples
 
 check: deps
