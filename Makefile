@@ -76,10 +76,12 @@ selftests: lib $(KSFT)/kselftest_harness.h
 	$(MAKE) -C selftests/lib SAN=1
 	$(MAKE) -C selftests/kmod
 	$(MAKE) -C tools/evqstat test
+	$(MAKE) -C tools/probes
 
 tools: lib
 	$(MAKE) -C tools/bench
 	$(MAKE) -C tools/evqstat prog
+	$(MAKE) -C tools/probes prog
 	$(MAKE) -C examples
 
 check: deps
