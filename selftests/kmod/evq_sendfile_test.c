@@ -167,14 +167,9 @@ static int64_t sf_recv_all(int fd)
 static int sf_call(int qfd, struct evq_sendfile *sf, int out, int in,
 		   uint64_t off, uint64_t count, uint32_t flags)
 {
-	memset(sf, 0, sizeof(*sf));
-	sf->out_fd = out;
-	sf->in_fd = in;
-	sf->offset = off;
-	sf->count = count;
-	sf->user_data = SF_UD;
-	sf->flags = flags;
-	return ioctl(qfd, EVQ_IOC_SENDFILE, sf) < 0 ? -errno : 0;
+	long ret = evq_sf_ioctl(qfd, sf, out, in, off, count, SF_UD, flags);
+
+	return ret < 0 ? ret : 0;
 }
 
 static int sf_cancel(int qfd, uint64_t ud)

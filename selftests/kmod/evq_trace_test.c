@@ -288,13 +288,7 @@ static int tr_file(const char *dir, char *path, size_t len)
 static long tr_sendfile(int qfd, int out, int in, uint64_t ud, uint32_t flags,
 			struct evq_sendfile *sf)
 {
-	memset(sf, 0, sizeof(*sf));
-	sf->out_fd = out;
-	sf->in_fd = in;
-	sf->count = TR_FILE_SIZE;
-	sf->user_data = ud;
-	sf->flags = flags;
-	return ioctl(qfd, EVQ_IOC_SENDFILE, sf);
+	return evq_sf_ioctl(qfd, sf, out, in, 0, TR_FILE_SIZE, ud, flags);
 }
 
 /*

@@ -194,6 +194,27 @@ static inline int evq_ctl1(int fd, uint32_t op, int tfd, uint32_t events,
 	return e.res;
 }
 
+/*
+ * EVQ_IOC_SENDFILE of [@off, @off + @count) of @in to @out, with @ud and
+ * @flags; @sf gets the results.  Returns the ioctl's value or -errno.
+ */
+static inline long evq_sf_ioctl(int qfd, struct evq_sendfile *sf, int out,
+				int in, uint64_t off, uint64_t count,
+				uint64_t ud, uint32_t flags)
+{
+	long ret;
+
+	memset(sf, 0, sizeof(*sf));
+	sf->out_fd = out;
+	sf->in_fd = in;
+	sf->offset = off;
+	sf->count = count;
+	sf->user_data = ud;
+	sf->flags = flags;
+	ret = ioctl(qfd, EVQ_IOC_SENDFILE, sf);
+	return ret < 0 ? -errno : ret;
+}
+
 /* EVQ_IOC_WAIT; returns its return value or -errno. */
 static inline int evq_wait(int fd, int64_t timeout_ns, uint32_t min_events,
 			   uint32_t flags)

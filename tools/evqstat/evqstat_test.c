@@ -381,14 +381,9 @@ static int es_ring_take(struct evq_q *q, uint32_t type, uint64_t ud,
 static int es_sendfile(int qfd, struct evq_sendfile *sf, int out, int in,
 		       uint64_t off, uint64_t count, uint32_t flags)
 {
-	memset(sf, 0, sizeof(*sf));
-	sf->out_fd = out;
-	sf->in_fd = in;
-	sf->offset = off;
-	sf->count = count;
-	sf->user_data = ES_UD;
-	sf->flags = flags;
-	return ioctl(qfd, EVQ_IOC_SENDFILE, sf) < 0 ? -errno : 0;
+	long ret = evq_sf_ioctl(qfd, sf, out, in, off, count, ES_UD, flags);
+
+	return ret < 0 ? ret : 0;
 }
 
 /* A file of @size bytes in @dir; returns an O_RDONLY fd, the name unlinked. */
