@@ -32,7 +32,6 @@ struct evq_queue *evq_queue_create(void)
 	INIT_LIST_HEAD(&q->ovf_list);
 	INIT_LIST_HEAD(&q->level_list);
 	INIT_LIST_HEAD(&q->pollq_list);
-	INIT_WORK(&q->poll_work, evq_poll_work);
 	INIT_DELAYED_WORK(&q->reap_work, evq_reap_work);
 	INIT_WORK(&q->wake_work, evq_wake_work);
 	xa_init(&q->watches);
@@ -68,7 +67,6 @@ void evq_queue_release(struct evq_queue *q)
 	xa_for_each(&q->watches, fd, w)
 		evq_watch_unhook(w);
 	mutex_unlock(&q->mtx);
-	cancel_work_sync(&q->poll_work);
 	cancel_delayed_work_sync(&q->reap_work);
 	cancel_work_sync(&q->wake_work);
 
@@ -105,7 +103,7 @@ void evq_queue_update_flags(struct evq_queue *q)
 	u32 flags = 0;
 
 	if (!list_empty(&q->ovf_list) || !list_empty(&q->level_list) ||
-	    !list_empty(&q->op_ovf))
+	    !list_empty(&q->op_ovf) || !list_empty(&q->pollq_list))
 		flags |= EVQ_RING_NEED_ENTER;
 	if (READ_ONCE(*q->ring.flags) == flags)
 		return;
@@ -122,7 +120,8 @@ __poll_t evq_queue_poll(struct evq_queue *q, struct file *file,
 		return 0;
 	if (evq_ring_count(q) || !list_empty_careful(&q->ovf_list) ||
 	    !list_empty_careful(&q->level_list) ||
-	    !list_empty_careful(&q->op_ovf))
+	    !list_empty_careful(&q->op_ovf) ||
+	    !list_empty_careful(&q->pollq_list))
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
 }

@@ -111,8 +111,8 @@ struct evq_ring {
  * @tail: our own producer index; the shared one is only written
  * @ovf_list: watches whose event did not fit in the ring (the ready list)
  * @level_list: level watches posted, to re-check once consumed
- * @pollq_list: watches woken without an event mask: poll them
- * @poll_work: polls @pollq_list in process context
+ * @pollq_list: watches woken without a usable event mask: the next
+ *	EVQ_IOC_WAIT polls them
  * @reap_work: looks for watched files only this queue still holds
  * @wake_work: wakes @poll_wq when that was not safe in place
  * @watches: fd -> struct evq_watch
@@ -141,7 +141,6 @@ struct evq_queue {
 	struct list_head ovf_list;
 	struct list_head level_list;
 	struct list_head pollq_list;
-	struct work_struct poll_work;
 	struct delayed_work reap_work;
 	struct work_struct wake_work;
 	struct xarray watches;
@@ -327,7 +326,7 @@ void evq_watch_close(struct evq_watch *w);
 bool evq_watch_post(struct evq_watch *w, __poll_t events);
 void evq_watch_emit(struct evq_watch *w, __poll_t events);
 void evq_watch_repoll(struct evq_watch *w);
-void evq_poll_work(struct work_struct *work);
+void evq_watch_poll_queued(struct evq_queue *q);
 void evq_reap_work(struct work_struct *work);
 void evq_reap_schedule(struct evq_queue *q);
 int evq_watch_cache_init(void);

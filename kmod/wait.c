@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * EVQ_IOC_WAIT: move the ready list into the ring, re-check level-mode
- * watches userspace has consumed, then sleep until the ring holds enough.
+ * EVQ_IOC_WAIT: poll the watches woken without a mask, move the ready
+ * list into the ring, re-check level-mode watches userspace has consumed,
+ * then sleep until the ring holds enough.
  */
 
 #include <linux/sched/signal.h>
@@ -112,9 +113,11 @@ static void evq_enter(struct evq_queue *q)
 {
 	if (list_empty_careful(&q->ovf_list) &&
 	    list_empty_careful(&q->level_list) &&
-	    list_empty_careful(&q->op_ovf))
+	    list_empty_careful(&q->op_ovf) &&
+	    list_empty_careful(&q->pollq_list))
 		return;
 	mutex_lock(&q->mtx);
+	evq_watch_poll_queued(q);
 	spin_lock_irq(&q->lock);
 	evq_flush_ovf(q);
 	spin_unlock_irq(&q->lock);

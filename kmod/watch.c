@@ -118,16 +118,20 @@ static int evq_watch_wake(wait_queue_entry_t *wait, unsigned int mode,
 		woke = evq_watch_post(w, events);
 	} else if ((!events || (events & w->events)) && w->armed &&
 		   !w->closed && !w->on_pollq) {
-		/* No mask, or one we cannot trust: poll in process context. */
+		/*
+		 * No mask, or one we cannot trust: the next EVQ_IOC_WAIT
+		 * polls it, in process context, as epoll's harvest does.
+		 * A worker here would preempt the waker on its own CPU at
+		 * every TCP connect and close (their wake-ups carry no mask).
+		 */
 		w->on_pollq = true;
 		list_add_tail(&w->pollq_node, &q->pollq_list);
+		evq_queue_update_flags(q);
 		poll = true;
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 
-	if (poll)
-		queue_work(system_wq, &q->poll_work);
-	if (woke)
+	if (woke || poll)
 		evq_wake(q, sync);
 
 	if (events & POLLFREE) {
@@ -469,13 +473,15 @@ int evq_watch_del(struct evq_queue *q, const struct evq_ctl *c)
 	return 0;
 }
 
-void evq_poll_work(struct work_struct *work)
+/**
+ * evq_watch_poll_queued() - poll the watches woken without a usable mask
+ * @q: the queue, with q->mtx held
+ */
+void evq_watch_poll_queued(struct evq_queue *q)
 {
-	struct evq_queue *q = container_of(work, struct evq_queue, poll_work);
 	struct evq_watch *w, *tmp;
 	LIST_HEAD(todo);
 
-	mutex_lock(&q->mtx);
 	spin_lock_irq(&q->lock);
 	list_splice_init(&q->pollq_list, &todo);
 	list_for_each_entry(w, &todo, pollq_node)
@@ -485,7 +491,6 @@ void evq_poll_work(struct work_struct *work)
 		list_del_init(&w->pollq_node);
 		evq_watch_repoll(w);
 	}
-	mutex_unlock(&q->mtx);
 }
 
 void evq_reap_schedule(struct evq_queue *q)

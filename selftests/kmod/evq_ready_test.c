@@ -321,6 +321,34 @@ TEST_F(ready, unrequested_event_not_reported)
 	EXPECT_NO_ENTRIES(&self->q, 200);
 }
 
+/*
+ * A watch that asks for a bit wake-up masks cannot be trusted with
+ * (EPOLLPRI) is polled by the next wait, in the caller, never by a worker
+ * behind its back: until then the ring stays empty, NEED_ENTER is set
+ * and the queue fd polls readable.
+ */
+TEST_F(ready, untrusted_mask_polled_at_wait)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	struct evq_cqe c;
+
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->r,
+			      EPOLLIN | EPOLLPRI, EVQ_WATCH_EDGE, 79));
+	EXPECT_EQ(0, evq_wait(self->q.fd, 0, 0, 0));
+	ASSERT_EQ(0, send1(self->w));
+	evq_sleep_ms(100);
+	EXPECT_EQ(0U, evq_ring_count(&self->q));
+	EXPECT_TRUE(!!(*self->q.flags & EVQ_RING_NEED_ENTER));
+	pfd.fd = self->q.fd;
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(1, evq_wait(self->q.fd, 0, 0, 0));
+	ASSERT_EQ(1U, evq_harvest(&self->q, &c, 1));
+	EXPECT_EQ(79ULL, c.user_data);
+	EXPECT_EQ((uint32_t)EPOLLIN, (uint32_t)c.res & (EPOLLIN | EPOLLPRI))
+		TH_LOG("res %#x", c.res);
+	EXPECT_EQ(0U, *self->q.flags & EVQ_RING_NEED_ENTER);
+}
+
 TEST_F(ready, hangup_reported_unrequested)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };

@@ -99,8 +99,9 @@ struct evq_ring_offsets {
 
 /*
  * Ring flag: the kernel holds events that are not in the ring yet (ready
- * list overflow or level-mode watches to re-check).  Call EVQ_IOC_WAIT,
- * with a zero timeout if you do not want to sleep, to move them in.
+ * list overflow, level-mode watches to re-check, or watches woken without
+ * an event mask, to poll).  Call EVQ_IOC_WAIT, with a zero timeout if you
+ * do not want to sleep, to move them in.
  */
 #define EVQ_RING_NEED_ENTER	(1U << 0)
 
