@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Destinations (one per recipient domain, owned by one worker) and the
+ * outbound sessions that serve them.  Private to dd_dest.c and dd_out.c.
+ */
+#ifndef DD_DEST_H
+#define DD_DEST_H
+
+#include "dd_core.h"
+
+#define DD_TX_RCPTS	100	/* recipients per transaction (RFC 5321 4.5.3.1.8) */
+
+/* One transaction: recipients of one message for one destination. */
+struct dd_tx {
+	struct dd_msg *msg;
+	struct dd_rcpt *rcpt[DD_TX_RCPTS];
+	const char *addr[DD_TX_RCPTS];
+	unsigned int n;
+};
+
+struct dd_out;
+
+struct dd_dest {
+	struct dd_dest *hnext;		/* hash bucket */
+	struct dd_dest *rnext;		/* worker's runnable list */
+	char *domain;
+	const struct dd_route *route;	/* NULL: no route */
+	struct dd_rcpt *qhead, **qtail;	/* ready now, FIFO */
+	struct dd_rcpt *deferred;	/* waiting for next_try */
+	struct dd_rcpt *heldq;		/* held by deliverctl */
+	unsigned int nqueued, ndeferred, nactive, nheld;
+	unsigned int nruns;		/* queued transactions (message runs) */
+	unsigned int nconns;		/* open or opening */
+	struct dd_out *idle;		/* sessions waiting for work */
+	int64_t backoff_until;		/* unreachable: no connection before */
+	unsigned int backoff_n;
+	bool held;			/* the whole destination is held */
+	bool runnable;
+	double tokens;			/* dest_rate's bucket */
+	uint64_t tokens_ns;
+	struct dd_timer timer;		/* rate limit wake-up */
+	struct dd_worker *w;
+	uint64_t delivered, failed, deferrals;
+};
+
+/* dd_dest.c, for dd_out.c */
+bool dd_dest_take(struct dd_dest *d, struct dd_tx *tx);
+void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
+		    const struct dd_smtpc_result *r, const char *host,
+		    const char *transport, uint64_t dur_ns);
+/* A session ended; failed: it could not connect or greet (reply why). */
+void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
+		    const char *why);
+void dd_dest_kick(struct dd_dest *d);
+
+/* dd_out.c, for dd_dest.c */
+struct dd_out *dd_out_open(struct dd_dest *d);
+/* An idle session: take work now, or QUIT if there is none. */
+void dd_out_resume(struct dd_out *o);
+struct dd_out *dd_out_next_idle(struct dd_out *o);
+void dd_out_set_next_idle(struct dd_out *o, struct dd_out *next);
+
+#endif /* DD_DEST_H */

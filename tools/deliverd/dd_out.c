@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Outbound sessions: a non-blocking TCP connection driven by the SMTP
+ * client state machine (dd_smtpc.c).  Commands go out from its buffer;
+ * bodies go from the spool segment to the socket without a userspace
+ * copy: with evq's sendfile on the evq backend (one ioctl when the pages
+ * are in and the socket has room, else the module finishes the transfer
+ * itself and posts one completion), with sendfile(2) on epoll.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dd_dest.h"
+#include "dd_log.h"
+
+enum { OUT_CONNECTING = 1, OUT_OPEN, OUT_CLOSED };
+
+struct dd_out {
+	struct dd_io io;		/* first: user_data points here */
+	struct dd_worker *w;
+	struct dd_dest *d;
+	struct dd_out *next_idle;
+	struct dd_smtpc *c;
+	struct dd_timer timer;
+	uint8_t state;
+	bool want_out;			/* output waits for EPOLLOUT */
+	bool body_wait;			/* body goes once output is flushed */
+	bool sf_on;			/* body on its way */
+	bool sf_async;			/* ... by the module, completion due */
+	bool idle;
+	bool timed_out;
+	bool greeted;			/* a transaction was possible */
+	int sf_fd;
+	uint64_t sf_off, sf_left;
+	struct dd_tx tx;
+	struct dd_smtpc_msg m;
+	unsigned int nmsgs;
+	uint64_t t_conn, t_tx;
+	char host[64];
+};
+
+static void out_pump(struct dd_out *o);
+static void unidle(struct dd_out *o);
+
+static uint64_t secs(unsigned int s)
+{
+	return (uint64_t)s * 1000000000ULL;
+}
+
+struct dd_out *dd_out_next_idle(struct dd_out *o)
+{
+	return o->next_idle;
+}
+
+void dd_out_set_next_idle(struct dd_out *o, struct dd_out *next)
+{
+	o->next_idle = next;
+}
+
+void dd_out_free(struct dd_io *io)
+{
+	struct dd_out *o = (struct dd_out *)io;
+
+	dd_smtpc_free(o->c);
+	free(o);
+}
+
+static const char *stage_name(enum dd_smtpc_stage st)
+{
+	static const char *const n[DD_STAGE_NR] = {
+		"connect", "greeting", "EHLO", "MAIL", "RCPT", "DATA",
+		"body", "end of data", "RSET", "QUIT", "idle",
+	};
+
+	return st < DD_STAGE_NR ? n[st] : "?";
+}
+
+/* Drop the session; the destination decides what its failure means. */
+static void out_close(struct dd_out *o, const char *why)
+{
+	struct dd_worker *w = o->w;
+
+	if (o->state == OUT_CLOSED)
+		return;
+	if (o->idle)
+		unidle(o);
+	if (o->sf_async) {
+		/* The module owns the socket until it posts the completion. */
+		evq_cancel(&w->q, (uint64_t)(uintptr_t)&o->io | 1);
+	}
+	dd_timer_del(w, &o->timer);
+	dd_worker_unwatch(w, &o->io);
+	close(o->io.fd);
+	o->state = OUT_CLOSED;
+	w->out_conns--;
+	atomic_fetch_sub(&dd_d.out_conns_total, 1);
+	dd_dest_closed(o->d, o, !o->greeted, why);
+	if (!o->sf_async)
+		dd_bury(w, &o->io);
+}
+
+static void out_fail(struct dd_out *o, const char *why)
+{
+	/* A transaction in progress ends as "connection lost" first. */
+	dd_smtpc_eof(o->c);
+	while (o->tx.n) {
+		struct dd_smtpc_result r = { .nrcpt = 0 };
+		const char *tr = NULL;
+
+		if (dd_smtpc_run(o->c) == DD_SMTPC_DONE) {
+			r = *dd_smtpc_result(o->c);
+			tr = dd_smtpc_extensions(o->c, NULL) & DD_EXT_CHUNKING &&
+			     dd_d.conf.chunking ? "bdat" : "data";
+		}
+		if (!r.msg.code)
+			snprintf(r.msg.text, sizeof(r.msg.text), "%s", why);
+		dd_dest_result(o->d, &o->tx, &r, o->host, tr,
+			       dd_mono_ns() - o->t_tx);
+		o->tx.n = 0;
+	}
+	out_close(o, why);
+}
+
+static void out_timeout(struct dd_worker *w, struct dd_timer *t)
+{
+	struct dd_out *o = (struct dd_out *)((char *)t -
+					     offsetof(struct dd_out, timer));
+	char why[96];
+
+	(void)w;
+	if (o->idle) {
+		/* Nobody needed it for conn_idle: say goodbye. */
+		dd_dest_kick(o->d);
+		if (o->idle)
+			dd_out_resume(o);
+		return;
+	}
+	if (o->state == OUT_CONNECTING)
+		snprintf(why, sizeof(why), "connect to %s: timed out", o->host);
+	else
+		snprintf(why, sizeof(why), "timed out waiting for the %s reply",
+			 stage_name(dd_smtpc_stage(o->c)));
+	o->timed_out = true;
+	out_fail(o, why);
+}
+
+static bool out_flush(struct dd_out *o)
+{
+	const char *buf;
+	size_t len;
+
+	for (;;) {
+		ssize_t n;
+
+		dd_smtpc_output(o->c, &buf, &len);
+		if (!len) {
+			o->want_out = false;
+			return true;
+		}
+		n = send(o->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				o->want_out = true;
+				return true;
+			}
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		dd_smtpc_written(o->c, (size_t)n);
+	}
+}
+
+static void body_done(struct dd_out *o)
+{
+	o->sf_on = false;
+	o->sf_async = false;
+	dd_smtpc_body_sent(o->c);
+}
+
+/* Push the body; false on a socket or file error. */
+static bool body_send(struct dd_out *o)
+{
+	if (dd_d.kmod) {
+		struct evq_sendfile sf = {
+			.out_fd = o->io.fd, .in_fd = o->sf_fd,
+			.offset = o->sf_off, .count = o->sf_left,
+			.user_data = (uint64_t)(uintptr_t)&o->io | 1,
+		};
+		int r = evq_sendfile(&o->w->q, &sf);
+
+		if (r < 0)
+			return false;
+		o->sf_off += sf.sent;
+		o->sf_left -= sf.sent;
+		if (!o->sf_left) {
+			body_done(o);
+			return true;
+		}
+		if (sf.stop == EVQ_SF_STOP_ERROR)
+			return false;
+		/* Socket full or pages not in: the module finishes it. */
+		sf.offset = o->sf_off;
+		sf.count = o->sf_left;
+		sf.flags = EVQ_SF_ASYNC;
+		sf.sent = 0;
+		sf.stop = 0;
+		r = evq_sendfile(&o->w->q, &sf);
+		if (r < 0)
+			return false;
+		o->sf_async = true;
+		return true;
+	}
+	while (o->sf_left) {
+		off_t off = (off_t)o->sf_off;
+		ssize_t n = sendfile(o->io.fd, o->sf_fd, &off, o->sf_left);
+
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				o->want_out = true;
+				return true;
+			}
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (n == 0)
+			return false;	/* the segment is shorter than the index says */
+		o->sf_off += (uint64_t)n;
+		o->sf_left -= (uint64_t)n;
+	}
+	body_done(o);
+	return true;
+}
+
+void dd_out_sendfile_done(struct dd_worker *w, struct dd_io *io, int res)
+{
+	struct dd_out *o = (struct dd_out *)io;
+
+	o->sf_async = false;
+	if (o->state == OUT_CLOSED) {
+		/* Closed while the module still had it: free it now. */
+		dd_bury(w, &o->io);
+		return;
+	}
+	if (res < 0 || (uint64_t)res != o->sf_left) {
+		out_fail(o, "sending the body failed");
+		return;
+	}
+	o->sf_left = 0;
+	body_done(o);
+	out_pump(o);
+}
+
+static void start_body(struct dd_out *o)
+{
+	bool stuffed = dd_smtpc_body_stuffed(o->c);
+	struct dd_msg *msg = o->tx.msg;
+
+	o->body_wait = false;
+	o->sf_on = true;
+	o->sf_fd = dd_spool_seg_fd(dd_d.spool, msg->seg);
+	o->sf_off = stuffed ? msg->stuffed_off : msg->raw_off;
+	o->sf_left = stuffed ? msg->stuffed_len : msg->raw_len;
+	if (o->sf_fd < 0 || !body_send(o))
+		out_fail(o, "sending the body failed");
+}
+
+static void arm(struct dd_out *o, unsigned int s)
+{
+	dd_timer_set(o->w, &o->timer, dd_mono_ns() + secs(s ? s : 1));
+}
+
+static void go_idle(struct dd_out *o)
+{
+	struct dd_dest *d = o->d;
+
+	o->idle = true;
+	o->next_idle = d->idle;
+	d->idle = o;
+	arm(o, dd_d.conf.conn_idle);
+}
+
+static void unidle(struct dd_out *o)
+{
+	struct dd_out **pp;
+
+	for (pp = &o->d->idle; *pp; pp = &(*pp)->next_idle)
+		if (*pp == o) {
+			*pp = o->next_idle;
+			break;
+		}
+	o->idle = false;
+}
+
+static bool start_tx(struct dd_out *o)
+{
+	unsigned int i;
+
+	if (o->nmsgs >= dd_d.conf.conn_max_msgs || !dd_dest_take(o->d, &o->tx))
+		return false;
+	for (i = 0; i < o->tx.n; i++)
+		o->tx.addr[i] = o->tx.rcpt[i]->addr;
+	o->m = (struct dd_smtpc_msg){
+		.sender = o->tx.msg->sender, .rcpts = o->tx.addr,
+		.nrcpt = o->tx.n, .flags = o->tx.msg->flags & DD_MSG_8BIT,
+		.raw_len = o->tx.msg->raw_len,
+		.stuffed_len = o->tx.msg->stuffed_len,
+	};
+	if (dd_smtpc_start(o->c, &o->m)) {
+		struct dd_smtpc_result r = { .nrcpt = 0 };
+
+		snprintf(r.msg.text, sizeof(r.msg.text), "internal error");
+		dd_dest_result(o->d, &o->tx, &r, o->host, NULL, 0);
+		o->tx.n = 0;
+		return false;
+	}
+	o->nmsgs++;
+	o->t_tx = dd_mono_ns();
+	return true;
+}
+
+static void out_pump(struct dd_out *o)
+{
+	while (o->state == OUT_OPEN && !o->sf_on && !o->body_wait) {
+		enum dd_smtpc_act act = dd_smtpc_run(o->c);
+
+		switch (act) {
+		case DD_SMTPC_READ:
+			if (!out_flush(o))
+				goto fail;
+			arm(o, dd_d.conf.timeout[dd_smtpc_stage(o->c)]);
+			return;
+		case DD_SMTPC_IDLE:
+			o->greeted = true;
+			if (start_tx(o))
+				break;
+			if (o->nmsgs < dd_d.conf.conn_max_msgs &&
+			    !dd_d.stop) {
+				go_idle(o);
+				return;
+			}
+			dd_smtpc_quit(o->c);
+			break;
+		case DD_SMTPC_BODY:
+			if (!out_flush(o))
+				goto fail;
+			arm(o, dd_d.conf.timeout[DD_STAGE_BODY]);
+			if (o->want_out) {
+				o->body_wait = true;
+				return;
+			}
+			start_body(o);
+			break;
+		case DD_SMTPC_DONE: {
+			const struct dd_smtpc_result *r = dd_smtpc_result(o->c);
+
+			dd_dest_result(o->d, &o->tx, r, o->host,
+				       dd_smtpc_extensions(o->c, NULL) &
+				       DD_EXT_CHUNKING &&
+				       dd_d.conf.chunking ? "bdat" : "data",
+				       dd_mono_ns() - o->t_tx);
+			o->tx.n = 0;
+			break;
+		}
+		case DD_SMTPC_CLOSE: {
+			const struct dd_smtp_reply *rp =
+				dd_smtpc_session_reply(o->c);
+			char why[400];
+
+			out_flush(o);
+			if (rp && rp->code)
+				snprintf(why, sizeof(why), "%s said: %d %s",
+					 o->host, rp->code, rp->text);
+			else
+				snprintf(why, sizeof(why), "%s closed the session",
+					 o->host);
+			out_close(o, why);
+			return;
+		}
+		}
+	}
+	return;
+fail:
+	out_fail(o, "connection lost");
+}
+
+void dd_out_resume(struct dd_out *o)
+{
+	if (o->state != OUT_OPEN || !o->idle)
+		return;
+	unidle(o);
+	dd_timer_del(o->w, &o->timer);
+	if (!start_tx(o))
+		dd_smtpc_quit(o->c);
+	out_pump(o);
+}
+
+static void out_connected(struct dd_out *o)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(o->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to %s: %s", o->host,
+			 strerror(err ? err : errno));
+		out_close(o, why);
+		return;
+	}
+	o->state = OUT_OPEN;
+	arm(o, dd_d.conf.timeout[DD_STAGE_GREETING]);
+}
+
+void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
+{
+	struct dd_out *o = (struct dd_out *)io;
+	char buf[8192];
+
+	(void)w;
+	if (o->state == OUT_CONNECTING) {
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		out_connected(o);
+		if (o->state != OUT_OPEN)
+			return;
+	}
+	if (o->state != OUT_OPEN)
+		return;
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+		for (;;) {
+			ssize_t n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+			if (n > 0) {
+				if (dd_smtpc_feed(o->c, buf, (size_t)n)) {
+					out_fail(o, "out of memory");
+					return;
+				}
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				break;
+			/* EOF or error: the state machine says what was lost. */
+			if (o->sf_on) {
+				out_fail(o, "connection lost while sending the body");
+				return;
+			}
+			dd_smtpc_eof(o->c);
+			break;
+		}
+	}
+	if (events & EPOLLOUT) {
+		if (o->want_out && !out_flush(o)) {
+			out_fail(o, "connection lost");
+			return;
+		}
+		if (o->body_wait && !o->want_out)
+			start_body(o);
+		else if (o->sf_on && !o->sf_async && !body_send(o)) {
+			out_fail(o, "sending the body failed");
+			return;
+		}
+	}
+	if (o->state == OUT_OPEN && o->idle) {
+		/* The server spoke while we were idle (421, close). */
+		unidle(o);
+		dd_timer_del(o->w, &o->timer);
+	}
+	out_pump(o);
+}
+
+struct dd_out *dd_out_open(struct dd_dest *d)
+{
+	struct dd_worker *w = d->w;
+	const struct dd_route *rt = d->route;
+	struct dd_out *o = calloc(1, sizeof(*o));
+	unsigned int flags = 0;
+	int fd, one = 1;
+
+	if (!o)
+		return NULL;
+	if (!dd_d.conf.pipelining)
+		flags |= DD_SMTPC_NO_PIPELINING;
+	if (!dd_d.conf.chunking)
+		flags |= DD_SMTPC_NO_CHUNKING;
+	o->c = dd_smtpc_new(dd_d.conf.helo_name, flags);
+	if (!o->c) {
+		free(o);
+		return NULL;
+	}
+	fd = socket(rt->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		dd_warn("socket: %s", strerror(errno));
+		dd_smtpc_free(o->c);
+		free(o);
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	o->io.fd = fd;
+	o->io.kind = DD_IO_OUT;
+	o->w = w;
+	o->d = d;
+	o->state = OUT_CONNECTING;
+	o->timer.fire = out_timeout;
+	o->t_conn = dd_mono_ns();
+	snprintf(o->host, sizeof(o->host), "%s", rt->name);
+	d->nconns++;
+	w->out_conns++;
+	if (w->out_conns > w->out_conns_peak)
+		w->out_conns_peak = w->out_conns;
+	{
+		unsigned int now = atomic_fetch_add(&dd_d.out_conns_total, 1) + 1;
+		unsigned int peak = atomic_load(&dd_d.out_conns_peak);
+
+		while (now > peak &&
+		       !atomic_compare_exchange_weak(&dd_d.out_conns_peak,
+						     &peak, now))
+			;
+	}
+	if (connect(fd, (const struct sockaddr *)&rt->addr, rt->addrlen) &&
+	    errno != EINPROGRESS) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to %s: %s", o->host,
+			 strerror(errno));
+		/* Not watched yet: out_close's unwatch fails harmlessly. */
+		out_close(o, why);
+		return NULL;
+	}
+	if (dd_worker_watch(w, &o->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP)) {
+		out_close(o, "cannot watch the connection");
+		return NULL;
+	}
+	arm(o, dd_d.conf.timeout[DD_STAGE_CONNECT]);
+	return o;
+}
