@@ -426,6 +426,9 @@ static char *trim(char *s)
 	return s;
 }
 
+static int parse_nets(struct dd_conf *c, char *err, size_t errlen);
+static int parse_listen(struct dd_conf *c, char *err, size_t errlen);
+
 int dd_conf_set(struct dd_conf *c, const char *name, const char *value,
 		char *err, size_t errlen)
 {
@@ -446,6 +449,11 @@ int dd_conf_set(struct dd_conf *c, const char *name, const char *value,
 	free(v);
 	if (!r && s->off == OFF(conn_idle))
 		c->timeout[DD_STAGE_IDLE] = c->conn_idle;
+	/* Parsed lists are checked here too, so the error names the line. */
+	if (!r && s->off == OFF(allow_networks))
+		r = parse_nets(c, err, errlen);
+	if (!r && s->off == OFF(listen))
+		r = parse_listen(c, err, errlen);
 	return r;
 }
 
@@ -476,6 +484,11 @@ static int apply_line(struct dd_conf *c, char *line, char *msg, size_t msglen)
 	r = set_one(c, s, value, msg, msglen);
 	if (!r && s->off == OFF(conn_idle))
 		c->timeout[DD_STAGE_IDLE] = c->conn_idle;
+	/* Parsed lists are checked here too, so the error names the line. */
+	if (!r && s->off == OFF(allow_networks))
+		r = parse_nets(c, msg, msglen);
+	if (!r && s->off == OFF(listen))
+		r = parse_listen(c, msg, msglen);
 	return r;
 }
 

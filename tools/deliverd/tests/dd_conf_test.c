@@ -568,10 +568,21 @@ TEST(conf_finish_errors)
 		ASSERT_EQ(0, dd_conf_init(&c));
 		ASSERT_EQ(0, dd_conf_set(&c, "hostname", "h.example", err,
 					 sizeof(err)));
-		ASSERT_EQ(0, dd_conf_set(&c, cases[i][0], cases[i][1], err,
-					 sizeof(err))) TH_LOG("%s", err);
-		EXPECT_EQ(-EINVAL, dd_conf_finish(&c, err, sizeof(err)))
-			TH_LOG("case %zu", i);
+		/* The lists are parsed as they are set, so a file's error
+		 * names its line; the rest is checked by finish. */
+		if (!strcmp(cases[i][0], "allow_networks") ||
+		    !strcmp(cases[i][0], "listen")) {
+			EXPECT_EQ(-EINVAL, dd_conf_set(&c, cases[i][0],
+						       cases[i][1], err,
+						       sizeof(err)))
+				TH_LOG("case %zu", i);
+		} else {
+			ASSERT_EQ(0, dd_conf_set(&c, cases[i][0], cases[i][1],
+						 err, sizeof(err)))
+				TH_LOG("%s", err);
+			EXPECT_EQ(-EINVAL, dd_conf_finish(&c, err, sizeof(err)))
+				TH_LOG("case %zu", i);
+		}
 		EXPECT_STREQ(cases[i][2], err);
 		dd_conf_free(&c);
 	}
