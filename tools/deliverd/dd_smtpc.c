@@ -476,6 +476,18 @@ int dd_smtpc_start(struct dd_smtpc *c, const struct dd_smtpc_msg *m)
 		c->done_pending = true;
 		return 0;
 	}
+	/*
+	 * RFC 6152 3: an 8-bit body may go only to a server that offers
+	 * 8BITMIME; it is sent from the spool as stored, so it cannot be
+	 * downgraded here: return it (X.6.3, conversion not supported).
+	 */
+	if ((m->flags & DD_MSG_8BIT) && !(c->ext & DD_EXT_8BITMIME)) {
+		dd_reply_set(&c->res.msg, 554, "5.6.3",
+			     "8-bit message and no 8BITMIME at the server");
+		rcpt_all(c);
+		c->done_pending = true;
+		return 0;
+	}
 	if (utf8 && !(c->ext & DD_EXT_SMTPUTF8)) {
 		dd_reply_set(&c->res.msg, 553, "5.6.7",
 			     "non-ASCII address and no SMTPUTF8 at the server");

@@ -82,6 +82,15 @@ static struct dd_smtpc_msg msg3(void)
 	return m;
 }
 
+/* The same, 7-bit: for servers that do not offer 8BITMIME. */
+static struct dd_smtpc_msg msg3_7bit(void)
+{
+	struct dd_smtpc_msg m = msg3();
+
+	m.flags = 0;
+	return m;
+}
+
 #define RCPTS3 "RCPT TO:<a@dest.example>\r\nRCPT TO:<b@dest.example>\r\n" \
 	       "RCPT TO:<c@dest.example>\r\n"
 
@@ -713,7 +722,7 @@ TEST(split_byte_by_byte)
 		"550 5.1.1 again https://x.example/\r\n"
 		"250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n",
 	};
-	struct dd_smtpc_msg m = msg3();
+	struct dd_smtpc_msg m = msg3_7bit();	/* no 8BITMIME here */
 	const struct dd_smtpc_result *res;
 	struct dd_smtpc *c;
 	enum dd_smtpc_act act = 0;
@@ -761,7 +770,7 @@ TEST(split_byte_by_byte)
 
 TEST(ehlo_rejected_helo)
 {
-	struct dd_smtpc_msg m = msg3();
+	struct dd_smtpc_msg m = msg3_7bit();	/* no 8BITMIME here */
 	struct dd_smtpc *c;
 
 	c = dd_smtpc_new(HELO, 0);
@@ -968,7 +977,7 @@ TEST(eof_mid_body)
 
 TEST(size_limit)
 {
-	struct dd_smtpc_msg m = msg3();
+	struct dd_smtpc_msg m = msg3_7bit();	/* no 8BITMIME here */
 	const struct dd_smtpc_result *res;
 	struct dd_smtpc *c;
 	unsigned int i;
@@ -989,6 +998,33 @@ TEST(size_limit)
 	ASSERT_EQ(0, dd_smtpc_start(c, &m));
 	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
 	EXPECT_STREQ("MAIL FROM:<s@src.example> SIZE=1000\r\n" RCPTS3
+		     "DATA\r\n", take(c));
+	dd_smtpc_free(c);
+}
+
+TEST(eightbit_needs_8bitmime)
+{
+	struct dd_smtpc_msg m = msg3();
+	const struct dd_smtpc_result *res;
+	struct dd_smtpc *c;
+	unsigned int i;
+
+	/* RFC 6152 3: an 8-bit body is returned, not sent, without 8BITMIME. */
+	SESSION(c, "250-PIPELINING\r\n250 SIZE 100000\r\n");
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_DONE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	res = dd_smtpc_result(c);
+	EXPECT_EQ(554, res->msg.code);
+	EXPECT_STREQ("5.6.3", res->msg.enh);
+	for (i = 0; i < 3; i++)
+		EXPECT_EQ(554, res->rcpt[i].code);
+	ASSERT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	/* A 7-bit one goes on the same session. */
+	m.flags = 0;
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("MAIL FROM:<s@src.example> SIZE=1234\r\n" RCPTS3
 		     "DATA\r\n", take(c));
 	dd_smtpc_free(c);
 }
