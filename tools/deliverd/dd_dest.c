@@ -431,7 +431,9 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 }
 
 /* Fail or defer everything waiting, with one reason (no route, suspended). */
-static void drain_queue(struct dd_dest *d, bool permanent, const char *why)
+static void drain_queue(struct dd_dest *d, bool permanent,
+			const struct dd_smtp_reply *rp, const char *host,
+			const char *why)
 {
 	struct dd_worker *w = d->w;
 	int64_t now = dd_now();
@@ -453,9 +455,13 @@ static void drain_queue(struct dd_dest *d, bool permanent, const char *why)
 		if (permanent) {
 			res.msg.code = 550;
 			snprintf(res.msg.enh, sizeof(res.msg.enh), "5.4.4");
+		} else if (rp && rp->code / 100 == 4) {
+			/* A 421 greeting: log the server's own words. */
+			res.msg = *rp;
 		}
-		snprintf(res.msg.text, sizeof(res.msg.text), "%s", why);
-		dd_dest_result(d, &tx, &res, NULL, NULL, 0);
+		if (!res.msg.code || res.msg.code != (rp ? rp->code : 0))
+			snprintf(res.msg.text, sizeof(res.msg.text), "%s", why);
+		dd_dest_result(d, &tx, &res, host, NULL, 0);
 	}
 	d->qtail = &d->qhead;
 	d->nruns = 0;
@@ -464,6 +470,7 @@ static void drain_queue(struct dd_dest *d, bool permanent, const char *why)
 }
 
 void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
+		    const struct dd_smtp_reply *rp, const char *host,
 		    const char *why)
 {
 	(void)o;
@@ -483,7 +490,7 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 			why, (unsigned long long)s);
 		/* The last session gone: whatever waits is deferred now. */
 		if (!d->nconns)
-			drain_queue(d, false, why);
+			drain_queue(d, false, rp, host, why);
 		return;
 	}
 	d->backoff_n = 0;
@@ -500,7 +507,7 @@ void dd_dest_kick(struct dd_dest *d)
 		char why[DD_DOMAIN_MAX + 40];
 
 		snprintf(why, sizeof(why), "no route to %s", d->domain);
-		drain_queue(d, true, why);
+		drain_queue(d, true, NULL, NULL, why);
 		return;
 	}
 	/* Idle sessions first: no handshake to pay. */

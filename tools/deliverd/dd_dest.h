@@ -48,8 +48,12 @@ bool dd_dest_take(struct dd_dest *d, struct dd_tx *tx);
 void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 		    const struct dd_smtpc_result *r, const char *host,
 		    const char *transport, uint64_t dur_ns);
-/* A session ended; failed: it could not connect or greet (reply why). */
+/*
+ * A session ended; failed: it could not connect or greet.  rp is the
+ * server's reply that ended it (or NULL), host where it connected.
+ */
 void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
+		    const struct dd_smtp_reply *rp, const char *host,
 		    const char *why);
 void dd_dest_kick(struct dd_dest *d);
 

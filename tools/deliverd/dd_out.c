@@ -85,9 +85,11 @@ static const char *stage_name(enum dd_smtpc_stage st)
 }
 
 /* Drop the session; the destination decides what its failure means. */
-static void out_close(struct dd_out *o, const char *why)
+static void out_close(struct dd_out *o, const char *why,
+		      const struct dd_smtp_reply *rp)
 {
 	struct dd_worker *w = o->w;
+	bool connected = o->state != OUT_CONNECTING;
 
 	if (o->state == OUT_CLOSED)
 		return;
@@ -103,7 +105,8 @@ static void out_close(struct dd_out *o, const char *why)
 	o->state = OUT_CLOSED;
 	w->out_conns--;
 	atomic_fetch_sub(&dd_d.out_conns_total, 1);
-	dd_dest_closed(o->d, o, !o->greeted, why);
+	dd_dest_closed(o->d, o, !o->greeted, rp, connected ? o->host : NULL,
+		       why);
 	if (!o->sf_async)
 		dd_bury(w, &o->io);
 }
@@ -127,7 +130,7 @@ static void out_fail(struct dd_out *o, const char *why)
 			       dd_mono_ns() - o->t_tx);
 		o->tx.n = 0;
 	}
-	out_close(o, why);
+	out_close(o, why, NULL);
 }
 
 static void out_timeout(struct dd_worker *w, struct dd_timer *t)
@@ -384,7 +387,7 @@ static void out_pump(struct dd_out *o)
 			else
 				snprintf(why, sizeof(why), "%s closed the session",
 					 o->host);
-			out_close(o, why);
+			out_close(o, why, rp);
 			return;
 		}
 		}
@@ -415,7 +418,7 @@ static void out_connected(struct dd_out *o)
 
 		snprintf(why, sizeof(why), "connect to %s: %s", o->host,
 			 strerror(err ? err : errno));
-		out_close(o, why);
+		out_close(o, why, NULL);
 		return;
 	}
 	o->state = OUT_OPEN;
@@ -537,11 +540,11 @@ struct dd_out *dd_out_open(struct dd_dest *d)
 		snprintf(why, sizeof(why), "connect to %s: %s", o->host,
 			 strerror(errno));
 		/* Not watched yet: out_close's unwatch fails harmlessly. */
-		out_close(o, why);
+		out_close(o, why, NULL);
 		return NULL;
 	}
 	if (dd_worker_watch(w, &o->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP)) {
-		out_close(o, "cannot watch the connection");
+		out_close(o, "cannot watch the connection", NULL);
 		return NULL;
 	}
 	arm(o, dd_d.conf.timeout[DD_STAGE_CONNECT]);
