@@ -367,6 +367,8 @@ class Daemon:
             "log_level": "debug" if OPTS.verbose else "info",
             "threads": "2",
         }
+        if OPTS.backend:
+            self.settings["backend"] = OPTS.backend
         self.settings.update(settings or {})
         self.set_routes(routes or {})
         self.write_conf()
@@ -646,6 +648,9 @@ def main():
                     help="run deliverd-NAME and deliverctl-NAME, e.g. san "
                     "for the ASan+UBSan build; sanitizer reports fail the "
                     "test")
+    ap.add_argument("--backend", default="", choices=["", "evq", "epoll"],
+                    help="run every daemon with this backend (evq: in the "
+                    "VM with evq.ko loaded; the daemon fails without it)")
     ap.add_argument("--list", action="store_true", help="list the tests")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directories of failed tests")
