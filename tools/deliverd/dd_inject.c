@@ -20,6 +20,12 @@
 #include "dd_log.h"
 
 #define DD_IN_IDLE_NS	(300ULL * 1000000000ULL)	/* RFC 5321 4.5.3.2.7 */
+/*
+ * Unprocessed input a session may hold.  Past it we stop reading (TCP
+ * pushes back on the client) until the session has caught up, e.g. once
+ * the spool has answered for the messages it waits on.
+ */
+#define DD_IN_BACKLOG	(256U * 1024U)
 
 struct dd_in {
 	struct dd_io io;		/* first: user_data points here */
@@ -34,6 +40,7 @@ struct dd_in {
 	bool closed;			/* fd closed, waiting for outcomes */
 	bool counted;			/* holds a connection_limit slot */
 	bool want_out;
+	bool rd_paused;			/* DD_IN_BACKLOG reached: not reading */
 };
 
 struct dd_sub {
@@ -176,15 +183,29 @@ static int in_submit(struct dd_in *in, const struct dd_smtpd_msg *sm)
 	return 0;
 }
 
+static bool in_read(struct dd_in *in);
+
 static void in_pump(struct dd_in *in)
 {
-	while (!in->closed && !in->ctl_wait) {
+	/*
+	 * While the client does not read its replies, process nothing more:
+	 * with reading paused at DD_IN_BACKLOG, that bounds the session.
+	 */
+	while (!in->closed && !in->ctl_wait && !in->want_out) {
 		enum dd_smtpd_act act = dd_smtpd_run(in->s);
 
 		switch (act) {
 		case DD_SMTPD_READ:
 			if (!in_flush(in))
 				goto fail;
+			/* Caught up: read what the socket held meanwhile. */
+			if (in->rd_paused &&
+			    dd_smtpd_unread(in->s) < DD_IN_BACKLOG / 2) {
+				in->rd_paused = false;
+				if (!in_read(in))
+					goto fail;
+				continue;
+			}
 			if (in->closing && !in->want_out && !in->submitted)
 				goto fail;
 			dd_timer_set(in->w, &in->timer,
@@ -228,37 +249,46 @@ void dd_in_control_done(struct dd_in *in, int code, const char *text)
 	in_pump(in);
 }
 
+/* Read until EAGAIN (edge-triggered) or the backlog; false: drop it. */
+static bool in_read(struct dd_in *in)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n;
+
+		if (dd_smtpd_unread(in->s) >= DD_IN_BACKLOG) {
+			in->rd_paused = true;
+			return true;
+		}
+		n = recv(in->io.fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			if (dd_smtpd_feed(in->s, buf, (size_t)n))
+				return false;
+			continue;
+		}
+		if (n == 0) {
+			dd_smtpd_eof(in->s);
+			return true;
+		}
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN;
+	}
+}
+
 void dd_in_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 {
 	struct dd_in *in = (struct dd_in *)io;
-	char buf[16384];
 
 	(void)w;
 	if (in->closed)
 		return;
-	if (events & EPOLLIN || events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
-		for (;;) {
-			ssize_t n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
-
-			if (n > 0) {
-				if (dd_smtpd_feed(in->s, buf, (size_t)n)) {
-					in_release(in);
-					return;
-				}
-				continue;
-			}
-			if (n == 0) {
-				dd_smtpd_eof(in->s);
-				break;
-			}
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN) {
-				in_release(in);
-				return;
-			}
-			break;
-		}
+	if (!in->rd_paused &&
+	    events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP) &&
+	    !in_read(in)) {
+		in_release(in);
+		return;
 	}
 	if (events & EPOLLOUT && in->want_out && !in_flush(in)) {
 		in_release(in);

@@ -372,6 +372,11 @@ int dd_smtpd_feed(struct dd_smtpd *s, const void *buf, size_t len)
 	return dd_buf_add(&s->in, buf, len);
 }
 
+size_t dd_smtpd_unread(const struct dd_smtpd *s)
+{
+	return s->in.len - s->rpos;
+}
+
 void dd_smtpd_eof(struct dd_smtpd *s)
 {
 	s->eof = true;

@@ -52,6 +52,9 @@ void dd_smtpd_free(struct dd_smtpd *s);
 
 /* Append received bytes (copied).  0, or -ENOMEM. */
 int dd_smtpd_feed(struct dd_smtpd *s, const void *buf, size_t len);
+/* Bytes fed and not processed yet (the caller bounds it: run() may be
+ * waiting for the spool while a client goes on pipelining). */
+size_t dd_smtpd_unread(const struct dd_smtpd *s);
 /* The peer closed its side: run() ends the session after what is buffered. */
 void dd_smtpd_eof(struct dd_smtpd *s);
 enum dd_smtpd_act dd_smtpd_run(struct dd_smtpd *s);

@@ -1997,6 +1997,50 @@ def t_listener_pipemsgs(ctx):
               "%r (replies or bodies crossed)" % (i, meta["rcpts"]))
 
 
+def vmrss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test("listener_backpressure", "listener: 16 MB of pipelined NOOPs from a "
+      "client that reads no reply get every 250 later, daemon RSS bounded")
+def t_listener_backpressure(ctx):
+    d, _ = listener_daemon(ctx)
+    c = session(d)
+    n = 16 * 1024 * 1024 // 6
+    rss0 = vmrss_kb(d.proc.pid)
+    # Send in a thread: the daemon must stop reading (TCP pushes back)
+    # rather than buffer it all, so a blocking send would stall here.
+    blob = b"NOOP\r\n" * n
+    err = []
+
+    def sender():
+        try:
+            c.sock.sendall(blob)
+        except OSError as e:
+            err.append(e)
+    t = threading.Thread(target=sender)
+    t.start()
+    time.sleep(2)
+    peak = vmrss_kb(d.proc.pid)
+    c.sock.settimeout(60)
+    got = 0
+    while got < n:
+        r = c.reply()
+        check(r[0] == 250, "reply %d: %s" % (got + 1, text_of(r)))
+        got += 1
+        if got % 200000 == 0:
+            peak = max(peak, vmrss_kb(d.proc.pid))
+    t.join(30)
+    check(not err, "sending failed: %r" % err)
+    check(peak - rss0 < 8 * 1024, "daemon RSS grew %d KB while the client "
+          "read nothing (want < 8 MB: reading must pause)" % (peak - rss0))
+    ctx.diags.append("%d NOOPs answered; RSS growth %d KB" % (n, peak - rss0))
+
+
 @test("listener_helo_listen2", "listener: HELO (not EHLO) client accepted; "
       "two listen addresses both serve")
 def t_listener_helo(ctx):
