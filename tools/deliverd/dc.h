@@ -20,25 +20,22 @@
 #include <stdio.h>
 #include <sysexits.h>
 
+#include "dd_wire.h"
+
 #define DC_ADDR_MAX	254	/* RFC 5321 4.5.3.1.3: 256 with the brackets */
 #define DC_LOCAL_MAX	64
 
-/* ---- growable byte buffer (dc_smtp.c) ---- */
+/* ---- growable byte buffer: dd_wire's, aborting on out of memory ---- */
 
-struct dc_buf {
-	char *p;
-	size_t len, cap;
-};
-
-/* All abort on out of memory (a CLI: nothing better to do). */
-void dc_buf_add(struct dc_buf *b, const void *p, size_t n);
-void dc_buf_adds(struct dc_buf *b, const char *s);
-void dc_buf_addc(struct dc_buf *b, char c);
-void dc_buf_printf(struct dc_buf *b, const char *fmt, ...)
+/* A CLI has nothing better to do when memory runs out. */
+void dc_buf_add(struct dd_buf *b, const void *p, size_t n);
+void dc_buf_adds(struct dd_buf *b, const char *s);
+void dc_buf_addc(struct dd_buf *b, char c);
+void dc_buf_printf(struct dd_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* NUL-terminates (not counted in len) and returns b->p. */
-char *dc_buf_str(struct dc_buf *b);
-void dc_buf_free(struct dc_buf *b);
+char *dc_buf_str(struct dd_buf *b);
+void dc_buf_free(struct dd_buf *b);
 void *dc_xmalloc(size_t n);
 void *dc_xrealloc(void *p, size_t n);
 char *dc_xstrdup(const char *s);
@@ -51,7 +48,7 @@ void dc_strlcpy(char *dst, const char *src, size_t len);
 struct dc_reply {
 	int code;
 	char text[512];		/* "4.2.1 text" of the first line, printable */
-	struct dc_buf all;	/* every line's text, each ending "\n" (control) */
+	struct dd_buf all;	/* every line's text, each ending "\n" (control) */
 };
 
 struct dc_conn {
@@ -59,9 +56,9 @@ struct dc_conn {
 	unsigned int ext;	/* DC_EXT_* */
 	uint64_t size_max;
 	bool need_rset;		/* a transaction may be open on the server */
-	struct dc_buf in;	/* received, from roff on not yet consumed */
+	struct dd_buf in;	/* received, from roff on not yet consumed */
 	size_t roff;
-	struct dc_buf out;
+	struct dd_buf out;
 	unsigned int timeout_ms;
 };
 
@@ -132,7 +129,7 @@ bool dc_json_get(const char *obj, const char *key, char *val, size_t vlen);
 struct dc_csv {
 	FILE *f;
 	unsigned long line;		/* physical line of the next byte, 1-based */
-	struct dc_buf data;		/* field bytes, each NUL-terminated */
+	struct dd_buf data;		/* field bytes, each NUL-terminated */
 	size_t *off;			/* field starts in data */
 	char **field;			/* valid after dc_csv_next() */
 	unsigned int nfield, cap;
@@ -181,7 +178,7 @@ int dc_template_bind(struct dc_template *t, char *const *cols, unsigned int ncol
  * section is refused (-1, reason in err): it would forge header fields.
  */
 int dc_template_fill(const struct dc_template *t, char *const *row,
-		     unsigned int nrow, struct dc_buf *out, char *err, size_t errlen);
+		     unsigned int nrow, struct dd_buf *out, char *err, size_t errlen);
 void dc_template_free(struct dc_template *t);
 
 /* ---- addresses and messages (dc_submit.c) ---- */
@@ -199,7 +196,7 @@ unsigned int dc_addr_list(const char *s, size_t len, char ***v, unsigned int *n)
 char *dc_addr_one(const char *s);
 
 /* Normalise LF, CR or CRLF to CRLF; ensure a final CRLF. */
-void dc_crlf(const char *in, size_t len, struct dc_buf *out);
+void dc_crlf(const char *in, size_t len, struct dd_buf *out);
 
 /* Header handling for a CRLF message. */
 struct dc_prep {
@@ -224,7 +221,7 @@ struct dc_hdrinfo {
  * message had no header/body separator), Bcc removed if asked.
  */
 void dc_prepare(const struct dc_prep *p, const char *in, size_t len,
-		struct dc_buf *out, struct dc_hdrinfo *info);
+		struct dd_buf *out, struct dc_hdrinfo *info);
 void dc_hdrinfo_free(struct dc_hdrinfo *h);
 /* Is the message's header section (until the blank line) well formed?  0 or the bad line (1-based). */
 unsigned int dc_header_check(const char *in, size_t len);
@@ -241,7 +238,7 @@ const char *dc_hostname(void);
  * sendmail mode: read stdin up to EOF (or a "." line unless ignore_dots)
  * into out, CRLF.  Strips a leading mbox "From " line.
  */
-void dc_read_message(FILE *in, bool ignore_dots, struct dc_buf *out);
+void dc_read_message(FILE *in, bool ignore_dots, struct dd_buf *out);
 
 /* ---- subcommands, given the socket to use ---- */
 

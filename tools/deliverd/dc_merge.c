@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 struct mrow {
-	struct dc_buf data;
+	struct dd_buf data;
 	char *sender;
 	char *rcpt[1];
 	unsigned long line;
@@ -47,7 +47,7 @@ static void usage_merge(const char *prog)
 		"       TEMPLATE RECIPIENTS.csv\n", prog);
 }
 
-static int read_file(const char *path, struct dc_buf *b)
+static int read_file(const char *path, struct dd_buf *b)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	char tmp[65536];
@@ -100,7 +100,7 @@ static int flush_batch(struct merge *mg)
 	if (mg->dir) {
 		for (i = 0; i < mg->n; i++) {
 			struct mrow *r = &mg->batch[i];
-			struct dc_buf env = { 0 };
+			struct dd_buf env = { 0 };
 			char path[4096];
 
 			mg->seq++;
@@ -193,7 +193,7 @@ int dc_merge_main(struct dc_global *g, int argc, char **argv)
 	};
 	const char *sender = NULL, *rcol_name = "email", *tname, *cname;
 	struct merge mg = { .g = g, .max = 100 };
-	struct dc_buf tbuf = { 0 }, filled = { 0 }, norm = { 0 };
+	struct dd_buf tbuf = { 0 }, filled = { 0 }, norm = { 0 };
 	struct dc_template t = { 0 };
 	struct dc_csv csv;
 	FILE *cf = NULL;

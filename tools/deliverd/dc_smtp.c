@@ -62,39 +62,30 @@ char *dc_xstrdup(const char *s)
 	return memcpy(dc_xmalloc(n), s, n);
 }
 
-static void buf_room(struct dc_buf *b, size_t n)
+static void buf_ok(int err)
 {
-	size_t cap;
-
-	if (b->len + n + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 256;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	b->p = dc_xrealloc(b->p, cap);
-	b->cap = cap;
+	if (err) {
+		fputs("deliverctl: out of memory\n", stderr);
+		exit(EX_OSERR);
+	}
 }
 
-void dc_buf_add(struct dc_buf *b, const void *p, size_t n)
+void dc_buf_add(struct dd_buf *b, const void *p, size_t n)
 {
-	buf_room(b, n);
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
+	buf_ok(dd_buf_add(b, p, n));
 }
 
-void dc_buf_adds(struct dc_buf *b, const char *s)
+void dc_buf_adds(struct dd_buf *b, const char *s)
 {
-	dc_buf_add(b, s, strlen(s));
+	buf_ok(dd_buf_adds(b, s));
 }
 
-void dc_buf_addc(struct dc_buf *b, char c)
+void dc_buf_addc(struct dd_buf *b, char c)
 {
-	buf_room(b, 1);
-	b->p[b->len++] = c;
+	buf_ok(dd_buf_addc(b, c));
 }
 
-void dc_buf_printf(struct dc_buf *b, const char *fmt, ...)
+void dc_buf_printf(struct dd_buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -104,25 +95,23 @@ void dc_buf_printf(struct dc_buf *b, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
-	buf_room(b, (size_t)n);
+	buf_ok(dd_buf_reserve(b, (size_t)n));
 	va_start(ap, fmt);
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
 }
 
-char *dc_buf_str(struct dc_buf *b)
+char *dc_buf_str(struct dd_buf *b)
 {
-	buf_room(b, 0);
+	buf_ok(dd_buf_reserve(b, 0));
 	b->p[b->len] = 0;
 	return b->p;
 }
 
-void dc_buf_free(struct dc_buf *b)
+void dc_buf_free(struct dd_buf *b)
 {
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
+	dd_buf_free(b);
 }
 
 /* ---- connection ---- */
@@ -257,7 +246,7 @@ static int fill(struct dc_conn *c)
 		c->roff = 0;
 	}
 	if (c->in.cap - c->in.len < 16384)
-		buf_room(&c->in, 16384);
+		buf_ok(dd_buf_reserve(&c->in, 16384));
 	n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1);
 	if (n > 0) {
 		c->in.len += (size_t)n;
@@ -641,7 +630,7 @@ static void put_envelope(struct sess *s, unsigned int i, bool sync)
 		no_rcpt(s, i);
 }
 
-static void put_stuffed(struct dc_buf *out, const char *p, size_t len)
+static void put_stuffed(struct dd_buf *out, const char *p, size_t len)
 {
 	const char *end = p + len, *q;
 
@@ -751,7 +740,7 @@ static const char *json_ws(const char *p)
 }
 
 /* A string at p ('"'): unescaped into out (if any); returns the end or NULL. */
-static const char *json_str(const char *p, struct dc_buf *out)
+static const char *json_str(const char *p, struct dd_buf *out)
 {
 	p++;
 	while (*p && *p != '"') {
@@ -833,7 +822,7 @@ static const char *json_skip(const char *p)
 
 bool dc_json_get(const char *obj, const char *key, char *val, size_t vlen)
 {
-	struct dc_buf k = { 0 }, v = { 0 };
+	struct dd_buf k = { 0 }, v = { 0 };
 	const char *p = json_ws(obj), *e;
 	bool found = false;
 

@@ -109,7 +109,7 @@ bool dc_addr_valid(const char *addr)
 	       domain_valid(at + 1, strlen(at + 1));
 }
 
-static void add_addr(struct dc_buf *b, char ***v, unsigned int *n, unsigned int *added)
+static void add_addr(struct dd_buf *b, char ***v, unsigned int *n, unsigned int *added)
 {
 	char *s = dc_buf_str(b), *e;
 
@@ -126,14 +126,14 @@ static void add_addr(struct dc_buf *b, char ***v, unsigned int *n, unsigned int 
 
 unsigned int dc_addr_list(const char *s, size_t len, char ***v, unsigned int *n)
 {
-	struct dc_buf item = { 0 }, angle = { 0 };
+	struct dd_buf item = { 0 }, angle = { 0 };
 	unsigned int added = 0, depth = 0;
 	bool quote = false, inangle = false, has_angle = false;
 	size_t i;
 
 	for (i = 0; i <= len; i++) {
 		char ch = i < len ? s[i] : ',';
-		struct dc_buf *dst = inangle ? &angle : &item;
+		struct dd_buf *dst = inangle ? &angle : &item;
 
 		if (i == len && (quote || depth || inangle)) {
 			/* Unbalanced: take what there is. */
@@ -224,7 +224,7 @@ char *dc_addr_one(const char *s)
 
 /* ---- messages ---- */
 
-void dc_crlf(const char *in, size_t len, struct dc_buf *out)
+void dc_crlf(const char *in, size_t len, struct dd_buf *out)
 {
 	size_t i, run = 0;
 
@@ -292,7 +292,7 @@ static bool name_is(const char *p, size_t n, const char *name)
 }
 
 void dc_prepare(const struct dc_prep *p, const char *in, size_t len,
-		struct dc_buf *out, struct dc_hdrinfo *info)
+		struct dd_buf *out, struct dc_hdrinfo *info)
 {
 	size_t pos = 0, next, e, i;
 	bool sep = false, drop = false, any = false;
@@ -457,9 +457,9 @@ void dc_default_sender(const char *host, char *buf, size_t len)
 	snprintf(buf, len, "%s@%s", user_name(), host ? host : dc_hostname());
 }
 
-void dc_read_message(FILE *in, bool ignore_dots, struct dc_buf *out)
+void dc_read_message(FILE *in, bool ignore_dots, struct dd_buf *out)
 {
-	struct dc_buf raw = { 0 };
+	struct dd_buf raw = { 0 };
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -520,7 +520,7 @@ static void usage_submit(const char *prog)
 }
 
 /* "Full Name" <addr>, quoting the name if it needs it. */
-static void from_value(struct dc_buf *b, const char *name, const char *addr)
+static void from_value(struct dd_buf *b, const char *name, const char *addr)
 {
 	const char *s;
 	bool plain = true;
@@ -571,7 +571,7 @@ int dc_submit_main(struct dc_global *g, int argc, char **argv)
 	char defsender[DC_ADDR_MAX + 64];
 	char **rcpt = NULL, **args = NULL;
 	unsigned int nrcpt = 0, nargs = 0, i, j;
-	struct dc_buf raw = { 0 }, msg = { 0 }, from = { 0 };
+	struct dd_buf raw = { 0 }, msg = { 0 }, from = { 0 };
 	struct dc_hdrinfo info;
 	struct dc_prep prep = { 0 };
 	struct dc_conn c;

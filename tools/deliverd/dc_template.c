@@ -35,7 +35,7 @@ static void add_lit(struct dc_template *t, const char *p, size_t n, bool hdr,
 int dc_template_parse(struct dc_template *t, const char *text, size_t len,
 		      char *err, size_t errlen)
 {
-	struct dc_buf b = { 0 };
+	struct dd_buf b = { 0 };
 	const char *p, *end, *lit, *hend;
 	unsigned int line = 1;
 
@@ -146,7 +146,7 @@ int dc_template_bind(struct dc_template *t, char *const *cols, unsigned int ncol
 }
 
 int dc_template_fill(const struct dc_template *t, char *const *row,
-		     unsigned int nrow, struct dc_buf *out, char *err, size_t errlen)
+		     unsigned int nrow, struct dd_buf *out, char *err, size_t errlen)
 {
 	unsigned int i;
 

@@ -20,6 +20,7 @@
  * any case); seconds a decimal number with an optional s, m, h or d.
  */
 #include "dd_conf.h"
+#include "dd_log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -198,19 +199,6 @@ static const struct setting settings[] = {
 
 #define NSETTINGS	(sizeof(settings) / sizeof(settings[0]))
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static const struct setting *find(const char *name)
 {
 	for (size_t i = 0; i < NSETTINGS; i++)
@@ -327,13 +315,13 @@ static int set_one(struct dd_conf *c, const struct setting *s,
 		char **p = field(c, s), *d;
 
 		if (s->choices && !choice_ok(s->choices, v)) {
-			errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
+			dd_errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
 			     s->name, v, s->choices);
 			return -EINVAL;
 		}
 		d = strdup(v);
 		if (!d) {
-			errf(msg, msglen, "out of memory");
+			dd_errf(msg, msglen, "out of memory");
 			return -ENOMEM;
 		}
 		free(*p);
@@ -342,7 +330,7 @@ static int set_one(struct dd_conf *c, const struct setting *s,
 	}
 	case T_BOOL:
 		if (!parse_bool(v, &b)) {
-			errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
+			dd_errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
 			     s->name, v, type_desc(s));
 			return -EINVAL;
 		}
@@ -362,17 +350,17 @@ static int set_one(struct dd_conf *c, const struct setting *s,
 		ok = false;
 	}
 	if (!ok) {
-		errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
+		dd_errf(msg, msglen, "bad value for %s: '%s' (expected %s)",
 		     s->name, v, type_desc(s));
 		return -EINVAL;
 	}
 	if (n < s->min || n > s->max) {
 		if (s->max == UINT64_MAX)
-			errf(msg, msglen,
+			dd_errf(msg, msglen,
 			     "bad value for %s: '%s' (must be at least %llu)",
 			     s->name, v, (unsigned long long)s->min);
 		else
-			errf(msg, msglen,
+			dd_errf(msg, msglen,
 			     "bad value for %s: '%s' (must be %llu to %llu)",
 			     s->name, v, (unsigned long long)s->min,
 			     (unsigned long long)s->max);
@@ -437,12 +425,12 @@ int dd_conf_set(struct dd_conf *c, const char *name, const char *value,
 	int r;
 
 	if (!s) {
-		errf(err, errlen, "unknown setting '%s'", name);
+		dd_errf(err, errlen, "unknown setting '%s'", name);
 		return -EINVAL;
 	}
 	v = strdup(value ? value : "");
 	if (!v) {
-		errf(err, errlen, "out of memory");
+		dd_errf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	r = set_one(c, s, trim(v), err, errlen);
@@ -466,19 +454,19 @@ static int apply_line(struct dd_conf *c, char *line, char *msg, size_t msglen)
 
 	eq = strchr(line, '=');
 	if (!eq) {
-		errf(msg, msglen, "expected 'name = value', got '%s'", line);
+		dd_errf(msg, msglen, "expected 'name = value', got '%s'", line);
 		return -EINVAL;
 	}
 	*eq = '\0';
 	name = trim(line);
 	value = trim(eq + 1);
 	if (!*name) {
-		errf(msg, msglen, "missing setting name before '='");
+		dd_errf(msg, msglen, "missing setting name before '='");
 		return -EINVAL;
 	}
 	s = find(name);
 	if (!s) {
-		errf(msg, msglen, "unknown setting '%s'", name);
+		dd_errf(msg, msglen, "unknown setting '%s'", name);
 		return -EINVAL;
 	}
 	r = set_one(c, s, value, msg, msglen);
@@ -505,7 +493,7 @@ static int load_file(struct dd_conf *c, const char *path, char *err,
 	f = fopen(path, "re");
 	if (!f) {
 		r = -errno;
-		errf(err, errlen, "%s: %s", path, strerror(errno));
+		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return r;
 	}
 	while ((n = getline(&line, &cap, f)) >= 0) {
@@ -513,7 +501,7 @@ static int load_file(struct dd_conf *c, const char *path, char *err,
 
 		lineno++;
 		if (strlen(line) != (size_t)n) {
-			errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
+			dd_errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
 			r = -EINVAL;
 			break;
 		}
@@ -525,13 +513,13 @@ static int load_file(struct dd_conf *c, const char *path, char *err,
 			continue;
 		r = apply_line(c, t, msg, sizeof(msg));
 		if (r) {
-			errf(err, errlen, "%s:%u: %s", path, lineno, msg);
+			dd_errf(err, errlen, "%s:%u: %s", path, lineno, msg);
 			break;
 		}
 	}
 	if (!r && ferror(f)) {
 		r = -EIO;
-		errf(err, errlen, "%s: read error", path);
+		dd_errf(err, errlen, "%s: read error", path);
 	}
 	free(line);
 	fclose(f);
@@ -553,18 +541,18 @@ int dd_conf_load(struct dd_conf *c, const char *path, char *const *overrides,
 		char *o = strdup(overrides[i]);
 
 		if (!o) {
-			errf(err, errlen, "out of memory");
+			dd_errf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
 		if (!strchr(o, '=')) {
-			errf(err, errlen, "-o %s: expected name=value", overrides[i]);
+			dd_errf(err, errlen, "-o %s: expected name=value", overrides[i]);
 			free(o);
 			return -EINVAL;
 		}
 		r = apply_line(c, trim(o), msg, sizeof(msg));
 		free(o);
 		if (r) {
-			errf(err, errlen, "-o %s: %s", overrides[i], msg);
+			dd_errf(err, errlen, "-o %s: %s", overrides[i], msg);
 			return r;
 		}
 	}
@@ -612,7 +600,7 @@ static int parse_nets(struct dd_conf *c, char *err, size_t errlen)
 		uint64_t prefix;
 
 		if (c->nnets == DD_NET_MAX) {
-			errf(err, errlen, "allow_networks: more than %d networks",
+			dd_errf(err, errlen, "allow_networks: more than %d networks",
 			     DD_NET_MAX);
 			r = -EINVAL;
 			break;
@@ -620,14 +608,14 @@ static int parse_nets(struct dd_conf *c, char *err, size_t errlen)
 		if (slash)
 			*slash = '\0';
 		if (!parse_addr(tok, &n->addr, &bits)) {
-			errf(err, errlen, "allow_networks: bad address '%s'", tok);
+			dd_errf(err, errlen, "allow_networks: bad address '%s'", tok);
 			r = -EINVAL;
 			break;
 		}
 		prefix = bits;
 		if (slash && (!parse_num(slash + 1, NULL, NULL, &prefix) ||
 			      prefix > bits)) {
-			errf(err, errlen, "allow_networks: bad prefix length in '%s/%s'",
+			dd_errf(err, errlen, "allow_networks: bad prefix length in '%s/%s'",
 			     tok, slash + 1);
 			r = -EINVAL;
 			break;
@@ -660,7 +648,7 @@ static int parse_listen(struct dd_conf *c, char *err, size_t errlen)
 		uint64_t pn;
 
 		if (c->nlisten == DD_LISTEN_MAX) {
-			errf(err, errlen, "listen: more than %d addresses",
+			dd_errf(err, errlen, "listen: more than %d addresses",
 			     DD_LISTEN_MAX);
 			r = -EINVAL;
 			break;
@@ -669,7 +657,7 @@ static int parse_listen(struct dd_conf *c, char *err, size_t errlen)
 			char *close = strchr(host, ']');
 
 			if (!close || close[1] != ':') {
-				errf(err, errlen, "listen: bad address '%s' "
+				dd_errf(err, errlen, "listen: bad address '%s' "
 				     "(expected [ipv6]:port)", tok);
 				r = -EINVAL;
 				break;
@@ -680,7 +668,7 @@ static int parse_listen(struct dd_conf *c, char *err, size_t errlen)
 		} else {
 			port = strrchr(host, ':');
 			if (!port) {
-				errf(err, errlen, "listen: bad address '%s' "
+				dd_errf(err, errlen, "listen: bad address '%s' "
 				     "(expected address:port)", tok);
 				r = -EINVAL;
 				break;
@@ -689,13 +677,13 @@ static int parse_listen(struct dd_conf *c, char *err, size_t errlen)
 		}
 		if (!parse_addr(host, ss, &bits) ||
 		    (ss->ss_family == AF_INET6 && host == tok)) {
-			errf(err, errlen, "listen: bad address '%s' (numeric "
+			dd_errf(err, errlen, "listen: bad address '%s' (numeric "
 			     "only, IPv6 in brackets)", host);
 			r = -EINVAL;
 			break;
 		}
 		if (!parse_num(port, NULL, NULL, &pn) || pn < 1 || pn > 65535) {
-			errf(err, errlen, "listen: bad port '%s'", port);
+			dd_errf(err, errlen, "listen: bad port '%s'", port);
 			r = -EINVAL;
 			break;
 		}
@@ -736,7 +724,7 @@ int dd_conf_finish(struct dd_conf *c, char *err, size_t errlen)
 	int r;
 
 	if (empty(c->spool_dir)) {
-		errf(err, errlen, "spool_dir: must not be empty");
+		dd_errf(err, errlen, "spool_dir: must not be empty");
 		return -EINVAL;
 	}
 	if (empty(c->hostname)) {
@@ -781,7 +769,7 @@ int dd_conf_finish(struct dd_conf *c, char *err, size_t errlen)
 		case T_STRING:
 			if (s->choices && !choice_ok(s->choices,
 						     *(char *const *)f ? *(char *const *)f : "")) {
-				errf(err, errlen, "%s: must be one of %s",
+				dd_errf(err, errlen, "%s: must be one of %s",
 				     s->name, s->choices);
 				return -EINVAL;
 			}
@@ -796,20 +784,20 @@ int dd_conf_finish(struct dd_conf *c, char *err, size_t errlen)
 			n = *(const unsigned int *)f;
 		}
 		if (n < s->min || n > s->max) {
-			errf(err, errlen, "%s: %llu is out of range", s->name,
+			dd_errf(err, errlen, "%s: %llu is out of range", s->name,
 			     (unsigned long long)n);
 			return -EINVAL;
 		}
 	}
 	if (c->retry_min > c->retry_max) {
-		errf(err, errlen, "retry_min (%u) is greater than retry_max (%u)",
+		dd_errf(err, errlen, "retry_min (%u) is greater than retry_max (%u)",
 		     c->retry_min, c->retry_max);
 		return -EINVAL;
 	}
 	c->timeout[DD_STAGE_IDLE] = c->conn_idle;
 	return 0;
 nomem:
-	errf(err, errlen, "out of memory");
+	dd_errf(err, errlen, "out of memory");
 	return -ENOMEM;
 }
 

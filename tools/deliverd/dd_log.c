@@ -405,3 +405,14 @@ void dd_dlog(const struct dd_attempt *a)
 	if (b.heap)
 		free(b.p);
 }
+
+void dd_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

@@ -24,6 +24,10 @@ void dd_log(enum dd_log_level lvl, const char *fmt, ...)
 #define dd_info(...)	dd_log(DD_LOG_INFO, __VA_ARGS__)
 #define dd_debug(...)	dd_log(DD_LOG_DEBUG, __VA_ARGS__)
 
+/* Format an error for a caller's buffer (err may be NULL). */
+void dd_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* One delivery attempt for one recipient. */
 struct dd_attempt {
 	uint64_t qid;

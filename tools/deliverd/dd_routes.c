@@ -17,6 +17,7 @@
  * keys keep their leading dot, so they never collide with exact ones.
  */
 #include "dd_routes.h"
+#include "dd_log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -127,19 +128,6 @@ static void rt_free(struct rtable *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Lowercase and check a domain pattern in place; false if malformed. */
 static bool norm_domain(char *d)
 {
@@ -201,7 +189,7 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		char *close = strchr(host, ']');
 
 		if (!close || (close[1] && close[1] != ':')) {
-			errf(msg, msglen, "bad host '%s' (expected [ipv6]:port)", spec);
+			dd_errf(msg, msglen, "bad host '%s' (expected [ipv6]:port)", spec);
 			return -EINVAL;
 		}
 		*close = '\0';
@@ -212,7 +200,7 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		char *colon = strchr(host, ':');
 
 		if (colon && strchr(colon + 1, ':')) {
-			errf(msg, msglen, "bad host '%s' (an IPv6 address goes in "
+			dd_errf(msg, msglen, "bad host '%s' (an IPv6 address goes in "
 			     "brackets: [address]:port)", spec);
 			return -EINVAL;
 		}
@@ -228,17 +216,17 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		pn = isdigit((unsigned char)*port) ? strtoul(port, &end, 10) : 0;
 		if (!isdigit((unsigned char)*port) || *end || errno || pn < 1 ||
 		    pn > 65535) {
-			errf(msg, msglen, "bad port '%s'", port);
+			dd_errf(msg, msglen, "bad port '%s'", port);
 			return -EINVAL;
 		}
 	}
 	if (!*host) {
-		errf(msg, msglen, "missing host");
+		dd_errf(msg, msglen, "missing host");
 		return -EINVAL;
 	}
 	if (spec[0] == '[') {
 		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
-			errf(msg, msglen, "bad IPv6 address '%s'", host);
+			dd_errf(msg, msglen, "bad IPv6 address '%s'", host);
 			return -EINVAL;
 		}
 		sin6->sin6_family = AF_INET6;
@@ -257,7 +245,7 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		int e = getaddrinfo(host, NULL, &hints, &ai);
 
 		if (e) {
-			errf(msg, msglen, "cannot resolve '%s': %s", host,
+			dd_errf(msg, msglen, "cannot resolve '%s': %s", host,
 			     gai_strerror(e));
 			return -EHOSTUNREACH;
 		}
@@ -297,13 +285,13 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 	f = fopen(path, "re");
 	if (!f) {
 		ret = -errno;
-		errf(err, errlen, "%s: %s", path, strerror(errno));
+		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		fclose(f);
-		errf(err, errlen, "%s: out of memory", path);
+		dd_errf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	while ((n = getline(&line, &cap, f)) >= 0) {
@@ -314,7 +302,7 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 
 		lineno++;
 		if (strlen(line) != (size_t)n) {
-			errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
+			dd_errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
 			ret = -EINVAL;
 			break;
 		}
@@ -327,14 +315,14 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 		target = strtok_r(NULL, " \t\r\n", &save);
 		extra = strtok_r(NULL, " \t\r\n", &save);
 		if (!target || extra) {
-			errf(err, errlen, "%s:%u: expected 'domain host:port'",
+			dd_errf(err, errlen, "%s:%u: expected 'domain host:port'",
 			     path, lineno);
 			ret = -EINVAL;
 			break;
 		}
 		snprintf(msg, sizeof(msg), "%s", dom);
 		if (!norm_domain(dom)) {
-			errf(err, errlen, "%s:%u: bad domain '%s'", path, lineno,
+			dd_errf(err, errlen, "%s:%u: bad domain '%s'", path, lineno,
 			     msg);
 			ret = -EINVAL;
 			break;
@@ -351,26 +339,26 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 
 			if (!spec) {
 				ret = -ENOMEM;
-				errf(err, errlen, "%s: out of memory", path);
+				dd_errf(err, errlen, "%s: out of memory", path);
 				break;
 			}
 			ret = parse_target(spec, &route, msg, sizeof(msg));
 			free(spec);
 			if (ret) {
-				errf(err, errlen, "%s:%u: %s", path, lineno, msg);
+				dd_errf(err, errlen, "%s:%u: %s", path, lineno, msg);
 				break;
 			}
 			e = rt_insert(&cache, target, h);
 			if (!e) {
 				ret = -ENOMEM;
-				errf(err, errlen, "%s: out of memory", path);
+				dd_errf(err, errlen, "%s: out of memory", path);
 				break;
 			}
 			e->route = route;
 		}
 		if (!strcmp(dom, "*")) {
 			if (r->have_star) {
-				errf(err, errlen, "%s:%u: duplicate route for '*' "
+				dd_errf(err, errlen, "%s:%u: duplicate route for '*' "
 				     "(first at line %u)", path, lineno, star_line);
 				ret = -EINVAL;
 				break;
@@ -383,7 +371,7 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 		h = hash_str(dom, strlen(dom));
 		e = rt_find(&r->t, dom, strlen(dom), h);
 		if (e) {
-			errf(err, errlen, "%s:%u: duplicate route for '%s' "
+			dd_errf(err, errlen, "%s:%u: duplicate route for '%s' "
 			     "(first at line %u)", path, lineno, dom, e->line);
 			ret = -EINVAL;
 			break;
@@ -391,7 +379,7 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 		e = rt_insert(&r->t, dom, h);
 		if (!e) {
 			ret = -ENOMEM;
-			errf(err, errlen, "%s: out of memory", path);
+			dd_errf(err, errlen, "%s: out of memory", path);
 			break;
 		}
 		e->route = route;
@@ -399,7 +387,7 @@ int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 	}
 	if (!ret && ferror(f)) {
 		ret = -EIO;
-		errf(err, errlen, "%s: read error", path);
+		dd_errf(err, errlen, "%s: read error", path);
 	}
 	free(line);
 	fclose(f);

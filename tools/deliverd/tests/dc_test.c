@@ -39,7 +39,7 @@ static FILE *mem(const char *s)
 
 static char *slurp(const char *path, size_t *len)
 {
-	struct dc_buf b = { 0 };
+	struct dd_buf b = { 0 };
 	char tmp[8192];
 	FILE *f = fopen(path, "r");
 	size_t n;
@@ -278,7 +278,7 @@ static char *fill(const char *tmpl, char *const *cols, char *const *row, unsigne
 		  char *err, size_t errlen, int *rc)
 {
 	struct dc_template t;
-	struct dc_buf out = { 0 };
+	struct dd_buf out = { 0 };
 
 	*rc = dc_template_parse(&t, tmpl, strlen(tmpl), err, errlen);
 	if (*rc)
@@ -403,7 +403,7 @@ TEST(addr_list)
 
 static char *prep(const char *in, const struct dc_prep *p, struct dc_hdrinfo *info)
 {
-	struct dc_buf crlf = { 0 }, out = { 0 };
+	struct dd_buf crlf = { 0 }, out = { 0 };
 
 	dc_crlf(in, strlen(in), &crlf);
 	dc_prepare(p, crlf.p ? crlf.p : "", crlf.len, &out, info);
@@ -503,7 +503,7 @@ TEST(read_message_dots)
 {
 	const char *in = "From sender Mon Jan  1 00:00:00 2024\nSubject: s\r\n\r\n"
 			 "..double\n.x\n.\nafter\n";
-	struct dc_buf out = { 0 };
+	struct dd_buf out = { 0 };
 	FILE *f = mem(in);
 
 	dc_read_message(f, false, &out);
@@ -524,7 +524,7 @@ TEST(read_message_dots)
 
 TEST(crlf)
 {
-	struct dc_buf b = { 0 };
+	struct dd_buf b = { 0 };
 
 	dc_crlf("a\nb\r\nc\rd", 8, &b);
 	EXPECT_STREQ("a\r\nb\r\nc\r\nd\r\n", dc_buf_str(&b));
@@ -1032,7 +1032,7 @@ static unsigned int wait_files(const char *dir, unsigned int want)
 /* Every dumped message's text, concatenated. */
 static char *all_dumps(const char *dir)
 {
-	struct dc_buf b = { 0 };
+	struct dd_buf b = { 0 };
 	DIR *d = opendir(dir);
 	struct dirent *e;
 
