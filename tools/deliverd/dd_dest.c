@@ -475,6 +475,8 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 {
 	(void)o;
 	d->nconns--;
+	if (failed)
+		d->nopening--;
 	if (failed) {
 		int64_t now = dd_now();
 		uint64_t s = dd_d.conf.dest_backoff;
@@ -518,10 +520,14 @@ void dd_dest_kick(struct dd_dest *d)
 		dd_out_set_next_idle(o, NULL);
 		dd_out_resume(o);
 	}
-	/* A session per waiting message, up to the destination's limit. */
-	want = d->nruns < dd_d.conf.dest_concurrency ?
-	       d->nruns : dd_d.conf.dest_concurrency;
-	while (d->nconns < want && d->qhead && d->backoff_until <= dd_now()) {
+	/*
+	 * A session per waiting message, up to the destination's limit:
+	 * sessions still opening will each take one; busy ones may be busy
+	 * for long (a slow server), so they are not counted on.
+	 */
+	want = dd_d.conf.dest_concurrency;
+	while (d->nconns < want && d->nruns > d->nopening && d->qhead &&
+	       d->backoff_until <= dd_now()) {
 		if (!dd_out_open(d))
 			break;
 	}

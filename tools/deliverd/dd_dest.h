@@ -31,6 +31,7 @@ struct dd_dest {
 	unsigned int nqueued, ndeferred, nactive, nheld;
 	unsigned int nruns;		/* queued transactions (message runs) */
 	unsigned int nconns;		/* open or opening */
+	unsigned int nopening;		/* of those, not greeted yet */
 	struct dd_out *idle;		/* sessions waiting for work */
 	int64_t backoff_until;		/* unreachable: no connection before */
 	unsigned int backoff_n;

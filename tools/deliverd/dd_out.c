@@ -344,7 +344,10 @@ static void out_pump(struct dd_out *o)
 			arm(o, dd_d.conf.timeout[dd_smtpc_stage(o->c)]);
 			return;
 		case DD_SMTPC_IDLE:
-			o->greeted = true;
+			if (!o->greeted) {
+				o->greeted = true;
+				o->d->nopening--;
+			}
 			if (start_tx(o))
 				break;
 			if (o->nmsgs < dd_d.conf.conn_max_msgs &&
@@ -521,6 +524,7 @@ struct dd_out *dd_out_open(struct dd_dest *d)
 	o->t_conn = dd_mono_ns();
 	snprintf(o->host, sizeof(o->host), "%s", rt->name);
 	d->nconns++;
+	d->nopening++;
 	w->out_conns++;
 	if (w->out_conns > w->out_conns_peak)
 		w->out_conns_peak = w->out_conns;

@@ -1532,6 +1532,27 @@ def t_delivery_conc(ctx):
              % (st["peak_concurrent"], sorted(per.values())))
 
 
+@test("delivery_concurrency_busy", "delivery: a message arriving while "
+      "the destination's session is busy gets a session of its own")
+def t_delivery_conc_busy(ctx):
+    s = ctx.server("--delay", "DOT:1.5")
+    d = ctx.daemon({"dest_concurrency": 4, "conn_idle": 600},
+                   routes={"dst.test": s})
+    t0 = time.monotonic()
+    inject(d.addr, "a@src.test", ["r1@dst.test"], crlf("Subject: 1\n\nx\n"))
+    time.sleep(0.3)
+    inject(d.addr, "a@src.test", ["r2@dst.test"], crlf("Subject: 2\n\nx\n"))
+    s.wait_messages(2, 30)
+    dt = time.monotonic() - t0
+    st = s.stats()
+    # Queued behind the busy session, the second would take 3 s or more.
+    check(st["peak_concurrent"] == 2, "peak %d concurrent connections, want "
+          "2 (one per waiting message)" % st["peak_concurrent"])
+    check(dt < 2.8, "both delivered after %.2f s, want < 2.8 s (in "
+          "parallel, 1.5 s each)" % dt)
+    ctx.diag("both delivered after %.2f s over 2 sessions" % dt)
+
+
 # ==========================================================================
 # deliverd: deferral and retry
 # ==========================================================================
