@@ -29,7 +29,7 @@ help:
 	@echo "make deps       install every Debian package needed (root)"
 	@echo "make check      host tests, then VM selftests on: $(KVERS)"
 	@echo "make demo       deliverd delivers a 20,000-message mail merge in the VM"
-	@echo "make bench      evq against its peers in the VM (GROUP=queue|sendfile)"
+	@echo "make bench      evq against its peers in the VM (GROUP=queue|sendfile|mta)"
 	@echo "make style      checkpatch on kmod/ and uapi/"
 
 deps:
@@ -99,7 +99,9 @@ demo: deps
 	$(TOP)/tools/vm/run --kernel $(lastword $(KVERS)) --disk 2G --timeout 900 -- \
 		$(TOP)/tools/deliverd/demo $(BUILD)
 
-# make bench [GROUP=queue|sendfile]: both groups by default, queue first.
+# make bench [GROUP=queue|sendfile|mta]: queue and sendfile by default; mta
+# (deliverd against Postfix, tools/bench/mta_bench, as root) runs on the
+# host, then in the VM on the newest test kernel.
 # The sendfile bench (Documentation/bench.rst) serves a file set larger
 # than the guest's memory from a scratch disk whose every read is held
 # SFB_READ_DELAY_MS (sfb-slowdisk), so a page-cache miss costs what a disk
@@ -113,8 +115,8 @@ SFB_DISK_RATE ?=
 SFB_READ_DELAY_MS ?= 5
 
 bench: deps
-	@for g in $(GROUP); do case $$g in queue|sendfile) ;; \
-		*) echo "GROUP=$$g: want queue or sendfile" >&2; exit 2;; esac; done
+	@for g in $(GROUP); do case $$g in queue|sendfile|mta) ;; \
+		*) echo "GROUP=$$g: want queue, sendfile or mta" >&2; exit 2;; esac; done
 	@$(MAKE) -s lib tools modules-all
 	@mkdir -p $(BUILD)/bench
 ifneq ($(filter queue,$(GROUP)),)
@@ -129,6 +131,12 @@ ifneq ($(filter sendfile,$(GROUP)),)
 		$(BUILD)/bench/sendfile_bench \
 		$(if $(SFB_DISK_RATE),--disk-rate $(SFB_DISK_RATE)) \
 		-o $(BUILD)/bench/sendfile.json
+endif
+ifneq ($(filter mta,$(GROUP)),)
+	$(TOP)/tools/bench/mta_bench -o $(BUILD)/bench/mta.json
+	$(TOP)/tools/vm/run --kernel $(lastword $(KVERS)) --disk 4G --mem 4G \
+		--timeout 1800 -- $(TOP)/tools/bench/mta_bench \
+		-o $(BUILD)/bench/mta-vm.json
 endif
 
 KSRC_C := $(filter-out %.mod.c,$(wildcard kmod/*.c))
