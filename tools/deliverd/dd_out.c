@@ -41,7 +41,7 @@ struct dd_out {
 	bool greeted;			/* a transaction was possible */
 	int sf_fd;
 	uint64_t sf_off, sf_left;
-	struct dd_tx tx;
+	struct dd_tx *tx;		/* while busy; idle sessions hold none */
 	struct dd_smtpc_msg m;
 	unsigned int nmsgs;
 	uint64_t t_conn, t_tx;
@@ -71,6 +71,7 @@ void dd_out_free(struct dd_io *io)
 	struct dd_out *o = (struct dd_out *)io;
 
 	dd_smtpc_free(o->c);
+	free(o->tx);
 	free(o);
 }
 
@@ -115,7 +116,7 @@ static void out_fail(struct dd_out *o, const char *why)
 {
 	/* A transaction in progress ends as "connection lost" first. */
 	dd_smtpc_eof(o->c);
-	while (o->tx.n) {
+	while (o->tx && o->tx->n) {
 		struct dd_smtpc_result r = { .nrcpt = 0 };
 		const char *tr = NULL;
 
@@ -126,9 +127,9 @@ static void out_fail(struct dd_out *o, const char *why)
 		}
 		if (!r.msg.code)
 			snprintf(r.msg.text, sizeof(r.msg.text), "%s", why);
-		dd_dest_result(o->d, &o->tx, &r, o->host, tr,
+		dd_dest_result(o->d, o->tx, &r, o->host, tr,
 			       dd_mono_ns() - o->t_tx);
-		o->tx.n = 0;
+		o->tx->n = 0;
 	}
 	out_close(o, why, NULL);
 }
@@ -267,7 +268,7 @@ void dd_out_sendfile_done(struct dd_worker *w, struct dd_io *io, int res)
 static void start_body(struct dd_out *o)
 {
 	bool stuffed = dd_smtpc_body_stuffed(o->c);
-	struct dd_msg *msg = o->tx.msg;
+	struct dd_msg *msg = o->tx->msg;
 
 	o->body_wait = false;
 	o->sf_on = true;
@@ -287,6 +288,9 @@ static void go_idle(struct dd_out *o)
 {
 	struct dd_dest *d = o->d;
 
+	/* Thousands may idle: keep them small. */
+	free(o->tx);
+	o->tx = NULL;
 	o->idle = true;
 	o->next_idle = d->idle;
 	d->idle = o;
@@ -309,22 +313,29 @@ static bool start_tx(struct dd_out *o)
 {
 	unsigned int i;
 
-	if (o->nmsgs >= dd_d.conf.conn_max_msgs || !dd_dest_take(o->d, &o->tx))
+	if (o->nmsgs >= dd_d.conf.conn_max_msgs)
 		return false;
-	for (i = 0; i < o->tx.n; i++)
-		o->tx.addr[i] = o->tx.rcpt[i]->addr;
+	if (!o->tx) {
+		o->tx = malloc(sizeof(*o->tx));
+		if (!o->tx)
+			return false;
+	}
+	if (!dd_dest_take(o->d, o->tx))
+		return false;
+	for (i = 0; i < o->tx->n; i++)
+		o->tx->addr[i] = o->tx->rcpt[i]->addr;
 	o->m = (struct dd_smtpc_msg){
-		.sender = o->tx.msg->sender, .rcpts = o->tx.addr,
-		.nrcpt = o->tx.n, .flags = o->tx.msg->flags & DD_MSG_8BIT,
-		.raw_len = o->tx.msg->raw_len,
-		.stuffed_len = o->tx.msg->stuffed_len,
+		.sender = o->tx->msg->sender, .rcpts = o->tx->addr,
+		.nrcpt = o->tx->n, .flags = o->tx->msg->flags & DD_MSG_8BIT,
+		.raw_len = o->tx->msg->raw_len,
+		.stuffed_len = o->tx->msg->stuffed_len,
 	};
 	if (dd_smtpc_start(o->c, &o->m)) {
 		struct dd_smtpc_result r = { .nrcpt = 0 };
 
 		snprintf(r.msg.text, sizeof(r.msg.text), "internal error");
-		dd_dest_result(o->d, &o->tx, &r, o->host, NULL, 0);
-		o->tx.n = 0;
+		dd_dest_result(o->d, o->tx, &r, o->host, NULL, 0);
+		o->tx->n = 0;
 		return false;
 	}
 	o->nmsgs++;
@@ -370,12 +381,12 @@ static void out_pump(struct dd_out *o)
 		case DD_SMTPC_DONE: {
 			const struct dd_smtpc_result *r = dd_smtpc_result(o->c);
 
-			dd_dest_result(o->d, &o->tx, r, o->host,
+			dd_dest_result(o->d, o->tx, r, o->host,
 				       dd_smtpc_extensions(o->c, NULL) &
 				       DD_EXT_CHUNKING &&
 				       dd_d.conf.chunking ? "bdat" : "data",
 				       dd_mono_ns() - o->t_tx);
-			o->tx.n = 0;
+			o->tx->n = 0;
 			break;
 		}
 		case DD_SMTPC_CLOSE: {

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dd_reply.h"
@@ -18,7 +19,17 @@ void dd_reply_init(struct dd_reply_parser *p, dd_reply_line_fn *fn, void *arg)
 {
 	p->line_fn = fn;
 	p->arg = arg;
+	p->line = NULL;
+	p->cap = 0;
 	dd_reply_reset(p);
+}
+
+void dd_reply_free(struct dd_reply_parser *p)
+{
+	free(p->line);
+	p->line = NULL;
+	p->cap = 0;
+	p->len = 0;
 }
 
 void dd_reply_reset(struct dd_reply_parser *p)
@@ -27,7 +38,7 @@ void dd_reply_reset(struct dd_reply_parser *p)
 	p->nlines = 0;
 	p->tlen = 0;
 	memset(&p->cur, 0, sizeof(p->cur));
-	p->len = 0;
+	dd_reply_free(p);
 }
 
 size_t dd_reply_enh(const char *s, size_t len, int code, char enh[16])
@@ -86,10 +97,10 @@ static void text_add(struct dd_smtp_reply *r, size_t *tlen, const char *s,
 	r->text[*tlen] = '\0';
 }
 
-/* One complete line in p->line (line end removed): 1 if the reply ends. */
-static int line_done(struct dd_reply_parser *p, size_t len)
+/* One complete line l (LF removed): 1 if the reply ends. */
+static int line_done(struct dd_reply_parser *p, const char *l, size_t len)
 {
-	const char *l = p->line, *text;
+	const char *text;
 	char enh[16];
 	size_t tlen, n;
 	int code;
@@ -152,14 +163,35 @@ int dd_reply_parse(struct dd_reply_parser *p, const void *buf, size_t len,
 			p->err = "reply line too long";
 			return -EPROTO;
 		}
-		memcpy(p->line + p->len, b + i, chunk);
-		p->len += chunk;
-		i += chunk;
-		if (!nl)
-			break;
-		i++;	/* the LF */
-		ret = line_done(p, p->len);
-		p->len = 0;
+		if (!p->len && nl) {
+			/* The whole line is here: no copy. */
+			ret = line_done(p, b + i, chunk);
+			i += chunk + 1;
+		} else {
+			if (p->len + chunk > p->cap) {
+				size_t cap = p->cap ? p->cap * 2 : 256;
+				char *q;
+
+				while (cap < p->len + chunk)
+					cap *= 2;
+				q = realloc(p->line, cap);
+				if (!q) {
+					*used = i;
+					p->err = "out of memory";
+					return -ENOMEM;
+				}
+				p->line = q;
+				p->cap = cap;
+			}
+			memcpy(p->line + p->len, b + i, chunk);
+			p->len += chunk;
+			i += chunk;
+			if (!nl)
+				break;
+			i++;	/* the LF */
+			ret = line_done(p, p->line, p->len);
+			dd_reply_free(p);
+		}
 		if (ret < 0) {
 			*used = i;
 			return ret;

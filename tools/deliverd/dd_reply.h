@@ -41,20 +41,28 @@ struct dd_reply_parser {
 	unsigned int nlines;		/* lines of the reply being read */
 	size_t tlen;			/* strlen(cur.text) */
 	struct dd_smtp_reply cur;
-	size_t len;			/* bytes in line[] */
-	char line[DD_REPLY_LINE_MAX];
+	/*
+	 * A line split across reads waits here; whole lines are parsed where
+	 * they lie.  Allocated only then, and freed once the line is done,
+	 * so an idle session holds no line buffer.
+	 */
+	char *line;
+	size_t len, cap;
 };
 
 void dd_reply_init(struct dd_reply_parser *p, dd_reply_line_fn *fn, void *arg);
 /* Forget any partial reply and any error; keeps the callback. */
 void dd_reply_reset(struct dd_reply_parser *p);
+/* Free what the parser holds (init or reset makes it usable again). */
+void dd_reply_free(struct dd_reply_parser *p);
 
 /*
  * Read from buf[0..len).  Returns 1 with a complete reply in *r and *used
  * the bytes consumed (through that reply's last line end: call again with
  * the rest for the next reply); 0 when all of buf was consumed without
  * completing a reply (partial lines are kept inside p); -EPROTO on a
- * protocol error (p->err says which; *used is how far it read).
+ * protocol error, -ENOMEM when a split line cannot be kept (p->err says
+ * which; *used is how far it read).  Either error sticks until reset.
  */
 int dd_reply_parse(struct dd_reply_parser *p, const void *buf, size_t len,
 		   size_t *used, struct dd_smtp_reply *r);

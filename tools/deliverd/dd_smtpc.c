@@ -227,6 +227,7 @@ void dd_smtpc_free(struct dd_smtpc *c)
 {
 	if (!c)
 		return;
+	dd_reply_free(&c->rp);
 	free(c->helo);
 	free(c->in);
 	free(c->out);

@@ -208,6 +208,9 @@ TEST(reply_split_anywhere)
 		EXPECT_EQ(421, r[1].code);
 		EXPECT_STREQ("4.3.2", r[1].enh);
 		EXPECT_STREQ("going down", r[1].text);
+		/* No split line left: an idle session holds no buffer. */
+		EXPECT_EQ(NULL, p.line);
+		dd_reply_free(&p);
 	}
 }
 
@@ -242,6 +245,7 @@ TEST(reply_long_line)
 	dd_reply_reset(&p);
 	ASSERT_EQ(0, dd_reply_parse(&p, buf, DD_REPLY_LINE_MAX - 1, &used, &r));
 	ASSERT_EQ(-EPROTO, dd_reply_parse(&p, "x", 1, &used, &r));
+	dd_reply_free(&p);
 }
 
 TEST(reply_garbage)
@@ -263,6 +267,7 @@ TEST(reply_garbage)
 		EXPECT_EQ(-EPROTO, parse1(&p, "250 ok\r\n", &r, &used));
 		dd_reply_reset(&p);
 		EXPECT_EQ(1, parse1(&p, "250 ok\r\n", &r, &used));
+		dd_reply_free(&p);
 	}
 }
 
