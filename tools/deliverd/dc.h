@@ -23,7 +23,6 @@
 #include "dd_wire.h"
 
 #define DC_ADDR_MAX	254	/* RFC 5321 4.5.3.1.3: 256 with the brackets */
-#define DC_LOCAL_MAX	64
 
 /* ---- growable byte buffer: dd_wire's, aborting on out of memory ---- */
 

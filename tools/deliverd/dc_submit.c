@@ -24,89 +24,16 @@
 
 /* ---- addresses ---- */
 
+/* RFC 5322 atext: what a display name may hold without quotes. */
 static bool atext(unsigned char ch)
 {
 	return isalnum(ch) || (ch && strchr("!#$%&'*+-/=?^_`{|}~", ch));
 }
 
-static bool local_valid(const char *p, size_t n)
-{
-	size_t i;
-
-	if (!n || n > DC_LOCAL_MAX)
-		return false;
-	if (p[0] == '"') {
-		if (n < 2 || p[n - 1] != '"')
-			return false;
-		for (i = 1; i < n - 1; i++) {
-			unsigned char ch = (unsigned char)p[i];
-
-			if (ch == '\\') {
-				if (++i >= n - 1 || (unsigned char)p[i] < 0x20 ||
-				    (unsigned char)p[i] > 0x7e)
-					return false;
-			} else if (ch < 0x20 || ch > 0x7e || ch == '"') {
-				return false;
-			}
-		}
-		return true;
-	}
-	if (p[0] == '.' || p[n - 1] == '.')
-		return false;
-	for (i = 0; i < n; i++) {
-		if (p[i] == '.') {
-			if (p[i + 1] == '.')
-				return false;
-		} else if (!atext((unsigned char)p[i])) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool domain_valid(const char *p, size_t n)
-{
-	size_t i, lab = 0;
-
-	if (!n || n > 253)
-		return false;
-	if (p[0] == '[') {
-		if (n < 3 || p[n - 1] != ']')
-			return false;
-		for (i = 1; i < n - 1; i++)
-			if (p[i] < 0x21 || p[i] > 0x7e || p[i] == '[' || p[i] == ']' ||
-			    p[i] == '\\')
-				return false;
-		return true;
-	}
-	for (i = 0; i <= n; i++) {
-		if (i == n || p[i] == '.') {
-			if (!lab || lab > 63 || p[i - 1] == '-')
-				return false;
-			lab = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)p[i]) && p[i] != '-')
-			return false;
-		if (!lab && p[i] == '-')
-			return false;
-		lab++;
-	}
-	return true;
-}
-
+/* dd_wire's RFC 5321 check, the same the daemon applies on arrival. */
 bool dc_addr_valid(const char *addr)
 {
-	const char *at;
-	size_t n = strlen(addr);
-
-	if (!n || n > DC_ADDR_MAX)
-		return false;
-	at = strrchr(addr, '@');
-	if (!at)
-		return false;
-	return local_valid(addr, (size_t)(at - addr)) &&
-	       domain_valid(at + 1, strlen(at + 1));
+	return dd_wire_addr_check(addr, strlen(addr), 0) == 0;
 }
 
 static void add_addr(struct dd_buf *b, char ***v, unsigned int *n, unsigned int *added)
@@ -394,20 +321,7 @@ void dc_hdrinfo_free(struct dc_hdrinfo *h)
 
 void dc_date(int64_t t, char *buf, size_t len)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	static const char day[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	long off;
-
-	localtime_r(&tt, &tm);
-	off = tm.tm_gmtoff / 60;
-	/* By hand: strftime's names follow the locale, RFC 5322's do not. */
-	snprintf(buf, len, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
-		 day[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900,
-		 tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
-		 labs(off) / 60, labs(off) % 60);
+	dd_wire_date(buf, len, (time_t)t);
 }
 
 void dc_msgid(const char *tag, const char *host, char *buf, size_t len)
