@@ -26,6 +26,16 @@
 #define DD_MSG_NULLSENDER (1U << 1)	/* MAIL FROM:<>: a bounce; never bounced */
 #define DD_MSG_STUFFED	(1U << 2)	/* a separate dot-stuffed copy is stored */
 #define DD_MSG_HELD	(1U << 3)	/* deliverctl hold */
+#define DD_MSG_SMTPUTF8	(1U << 4)	/* MAIL ... SMTPUTF8 (RFC 6531) at injection */
+
+/* struct dd_msg.ret: RFC 3461 RET */
+enum dd_ret { DD_RET_NONE = 0, DD_RET_FULL, DD_RET_HDRS };
+
+/* struct dd_rcpt.notify: RFC 3461 NOTIFY; 0 when not given */
+#define DD_NOTIFY_NEVER	(1U << 0)
+#define DD_NOTIFY_SUCCESS	(1U << 1)
+#define DD_NOTIFY_FAILURE	(1U << 2)
+#define DD_NOTIFY_DELAY	(1U << 3)
 
 /* struct dd_rcpt.state */
 enum dd_rcpt_state {
@@ -49,9 +59,11 @@ struct dd_rcpt {
 	struct dd_msg *msg;
 	uint8_t state;		/* enum dd_rcpt_state */
 	uint8_t held;		/* deliverctl hold (owner thread only) */
+	uint8_t notify;		/* DD_NOTIFY_*, 0: not given */
 	uint16_t attempts;
 	uint32_t idx;		/* index in msg->rcpt[] */
 	int64_t next_try;	/* CLOCK_REALTIME seconds, for DEFERRED */
+	char *orcpt;		/* ORCPT as given ("rfc822;a@b", xtext), or NULL */
 	struct dd_rcpt *next;	/* the destination's queue (owner thread only) */
 };
 
@@ -70,7 +82,8 @@ struct dd_msg {
 	uint64_t stuffed_len;
 	int64_t arrival;	/* CLOCK_REALTIME seconds */
 	char *sender;		/* "" for the null reverse-path */
-	char *envid;		/* reserved for DSN (next issue); may be NULL */
+	char *envid;		/* DSN ENVID as given (xtext), or NULL */
+	uint8_t ret;		/* enum dd_ret */
 	uint32_t nrcpt;
 	struct dd_rcpt *rcpt;
 	atomic_uint pending;	/* recipients not final */

@@ -170,6 +170,85 @@ static const struct setting settings[] = {
 	  0, 0, NULL, "Delivery",
 	  "Address in the From: header of bounces (they are sent from the "
 	  "null reverse-path)." },
+	/* DNS */
+	{ "dns_servers", T_STRING, OFF(dns_servers), "",
+	  "(empty: /etc/resolv.conf)", 0, 0, NULL, "DNS",
+	  "DNS servers for MX and address lookups: a comma-separated list of "
+	  "address or address:port, IPv6 as [address]:port.  Domains with a "
+	  "static route (routes_file) are not looked up." },
+	{ "dns_timeout", T_SECONDS, OFF(dns_timeout), "5", NULL, 1, 300, NULL,
+	  "DNS", "Seconds to wait for a DNS server's answer before trying "
+	  "again or the next server." },
+	{ "ipv6", T_BOOL, OFF(ipv6), "yes", NULL, 0, 0, NULL, "DNS",
+	  "Connect to MX hosts over IPv6 as well as IPv4 (IPv6 first)." },
+	/* TLS */
+	{ "tls_policy", T_STRING, OFF(tls_policy), "may", NULL, 0, 0,
+	  "none|may|encrypt|verify", "TLS",
+	  "STARTTLS for destinations without their own policy: \"none\" "
+	  "never; \"may\" when offered, plain text otherwise and on a failed "
+	  "handshake; \"encrypt\" required, certificate not checked; "
+	  "\"verify\" required with a certificate valid for the MX host name "
+	  "(or the route's host) from a trusted authority." },
+	{ "tls_policy_file", T_STRING, OFF(tls_policy_file), "", "(empty: none)",
+	  0, 0, NULL, "TLS",
+	  "Per-destination policies: \"domain policy\" lines, domains matched "
+	  "as in routes_file." },
+	{ "tls_ca_file", T_STRING, OFF(tls_ca_file), "",
+	  "(empty: the system store)", 0, 0, NULL, "TLS",
+	  "PEM file of certificate authorities trusted for \"verify\"." },
+	{ "tls_ca_path", T_STRING, OFF(tls_ca_path), "", "(empty: none)", 0, 0,
+	  NULL, "TLS",
+	  "Directory of hashed certificate authorities trusted for "
+	  "\"verify\", in addition to tls_ca_file." },
+	{ "ktls", T_BOOL, OFF(ktls), "yes", NULL, 0, 0, NULL, "TLS",
+	  "Hand the TLS session to the kernel after the handshake (the tls "
+	  "module), so bodies still go out with sendfile; when the kernel or "
+	  "the cipher does not allow it, bodies are encrypted in userspace.  "
+	  "The delivery log says which (body_io)." },
+	/* DKIM */
+	{ "dkim_keys_file", T_STRING, OFF(dkim_keys_file), "", "(empty: none)",
+	  0, 0, NULL, "DKIM",
+	  "Signing keys: \"domain selector algorithm keyfile\" lines, "
+	  "algorithm rsa-sha256 or ed25519-sha256, keyfile a PEM private key.  "
+	  "A message is signed with every key of its From: domain." },
+	{ "dkim_headers", T_STRING, OFF(dkim_headers),
+	  "from:to:cc:subject:date:message-id:reply-to:in-reply-to:references:"
+	  "mime-version:content-type:content-transfer-encoding:list-id:"
+	  "list-unsubscribe:list-unsubscribe-post", NULL, 0, 0, NULL, "DKIM",
+	  "Header fields signed, ':'-separated; those present are signed once "
+	  "more than they occur, so none can be added after signing." },
+	/* shaping */
+	{ "dest_conn_rate", T_UINT, OFF(dest_conn_rate), "0", NULL, 0, U32,
+	  NULL, "Shaping",
+	  "Most new connections per second to one destination; 0 for no "
+	  "limit." },
+	{ "mx_concurrency", T_UINT, OFF(mx_concurrency), "0", NULL, 0, U32,
+	  NULL, "Shaping",
+	  "Most connections open at once to one MX host from one thread, "
+	  "whatever the domains it serves; 0 for no limit." },
+	{ "shaping_file", T_STRING, OFF(shaping_file), "", "(empty: none)", 0, 0,
+	  NULL, "Shaping",
+	  "Limits for particular destinations or MX hosts: lines \"domain "
+	  "key=value ...\" or \"mx:host key=value ...\" with keys "
+	  "concurrency, conn_rate, msg_rate and max_msgs." },
+	{ "throttle_patterns", T_STRING, OFF(throttle_patterns),
+	  "421 *|4?? 4.7.* *|4?? * *rate limit*|4?? * *too many*|"
+	  "4?? * *try again later*|4?? * *throttl*", NULL, 0, 0, NULL,
+	  "Shaping",
+	  "Replies that mean \"slow down\": '|'-separated shell patterns "
+	  "matched without case against \"CODE ENH TEXT\" (ENH \"-\" when "
+	  "the reply has none).  On a match the destination's concurrency and "
+	  "message rate are halved (down to one connection)." },
+	{ "throttle_hold", T_SECONDS, OFF(throttle_hold), "60", NULL, 1, U32,
+	  NULL, "Shaping",
+	  "Seconds a throttled destination stays at its reduced limits after "
+	  "the last matching reply; then they grow back, one step each "
+	  "throttle_hold." },
+	/* metrics */
+	{ "metrics_listen", T_STRING, OFF(metrics_listen), "none", NULL, 0, 0,
+	  NULL, "Metrics",
+	  "Address:port of the Prometheus text endpoint (GET /metrics), "
+	  "meant for loopback; \"none\" for none." },
 	/* timeouts, RFC 5321 4.5.3.2 */
 	{ "connect_timeout", T_SECONDS, TIMEOUT(DD_STAGE_CONNECT), "30", NULL,
 	  1, U32, NULL, "Timeouts", "Seconds to wait for a TCP connection." },

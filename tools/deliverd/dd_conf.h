@@ -66,6 +66,27 @@ struct dd_conf {
 	unsigned int max_age;		/* 432000 s: then bounce */
 	unsigned int dest_backoff;	/* 60 s: an unreachable destination's first pause */
 	char *bounce_from;		/* bounce_from = MAILER-DAEMON@(hostname) */
+	/* DNS */
+	char *dns_servers;		/* dns_servers = (empty: /etc/resolv.conf) */
+	unsigned int dns_timeout;	/* 5 s per try */
+	bool ipv6;			/* yes: connect over IPv6 too */
+	/* TLS */
+	char *tls_policy;		/* tls_policy = may (none|may|encrypt|verify) */
+	char *tls_policy_file;		/* "domain policy" lines */
+	char *tls_ca_file;		/* (empty: the system store) */
+	char *tls_ca_path;
+	bool ktls;			/* yes: kernel TLS after the handshake */
+	/* DKIM */
+	char *dkim_keys_file;		/* "domain selector algorithm keyfile" lines */
+	char *dkim_headers;		/* header fields signed, ':'-separated */
+	/* shaping */
+	unsigned int dest_conn_rate;	/* 0: new connections per second per destination */
+	unsigned int mx_concurrency;	/* 0: connections per MX host (per thread) */
+	char *shaping_file;		/* per destination / MX host overrides */
+	char *throttle_patterns;	/* '|'-separated globs on "CODE ENH TEXT" */
+	unsigned int throttle_hold;	/* 60 s at reduced limits before recovery */
+	/* metrics */
+	char *metrics_listen;		/* metrics_listen = none (address:port) */
 };
 
 /* Defaults into c (allocated strings).  0 or -ENOMEM. */

@@ -30,7 +30,11 @@
 struct dd_worker;
 
 /* What a watch's user_data points to. */
-enum dd_io_kind { DD_IO_LISTEN = 1, DD_IO_MBOX, DD_IO_IN, DD_IO_OUT };
+enum dd_io_kind {
+	DD_IO_LISTEN = 1, DD_IO_MBOX, DD_IO_IN, DD_IO_OUT,
+	DD_IO_DNS,		/* a c-ares socket (dd_dns.c) */
+	DD_IO_HTTP,		/* the metrics listener or one of its clients */
+};
 
 struct dd_io {
 	int fd;
@@ -91,6 +95,7 @@ struct dd_mail {
 };
 
 struct dd_dest;
+struct dd_dns;
 
 struct dd_worker {
 	unsigned int idx;
@@ -114,6 +119,9 @@ struct dd_worker {
 	struct dd_dest **dests;
 	unsigned int ndest_buckets, ndests;
 	struct dd_dest *runnable;	/* destinations with work and room */
+
+	/* this thread's resolver and its cache (dd_dns.c) */
+	struct dd_dns *dns;
 
 	/* listeners this worker accepts on */
 	struct dd_io listen_io[DD_LISTEN_MAX + 1];

@@ -346,9 +346,10 @@ static void status_of(const struct dd_smtp_reply *rp, char *st, size_t len)
 }
 
 void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
-		    const struct dd_smtpc_result *res, const char *host,
-		    const char *transport, uint64_t dur_ns)
+		    const struct dd_smtpc_result *res,
+		    const struct dd_conn_info *ci, uint64_t dur_ns)
 {
+	const char *host = ci ? ci->host : NULL;
 	struct dd_worker *w = d->w;
 	struct dd_msg *msg = tx->msg;
 	struct dd_fail fail[DD_TX_RCPTS];
@@ -364,10 +365,18 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 		struct dd_attempt a = {
 			.qid = msg->id, .rcpt = r->addr, .sender = msg->sender,
 			.dest = d->domain, .host = host,
-			.duration_us = dur_ns / 1000, .transport = transport,
+			.duration_us = dur_ns / 1000,
 		};
 		int code;
 
+		if (ci) {
+			a.mx = ci->mx;
+			a.transport = ci->transport;
+			a.tls = ci->tls;
+			a.tls_cipher = ci->tls_cipher;
+			a.tls_verify = ci->tls_verify;
+			a.body_io = ci->body_io;
+		}
 		/* The RCPT reply speaks for the recipient unless it was 2xx. */
 		if (rr && rr->code && rr->code / 100 != 2)
 			why = rr;
@@ -442,6 +451,7 @@ static void drain_queue(struct dd_dest *d, bool permanent,
 		struct dd_smtpc_result res = { .nrcpt = 0 };
 		struct dd_tx tx = { .n = 0 };
 		struct dd_rcpt *r = d->qhead;
+		struct dd_conn_info ci = { .host = host };
 
 		tx.msg = r->msg;
 		while (r && r->msg == tx.msg && tx.n < DD_TX_RCPTS) {
@@ -461,7 +471,7 @@ static void drain_queue(struct dd_dest *d, bool permanent,
 		}
 		if (!res.msg.code || res.msg.code != (rp ? rp->code : 0))
 			snprintf(res.msg.text, sizeof(res.msg.text), "%s", why);
-		dd_dest_result(d, &tx, &res, host, NULL, 0);
+		dd_dest_result(d, &tx, &res, &ci, 0);
 	}
 	d->qtail = &d->qhead;
 	d->nruns = 0;
@@ -528,7 +538,9 @@ void dd_dest_kick(struct dd_dest *d)
 	want = dd_d.conf.dest_concurrency;
 	while (d->nconns < want && d->nruns > d->nopening && d->qhead &&
 	       d->backoff_until <= dd_now()) {
-		if (!dd_out_open(d))
+		struct dd_target t = { .r = *d->route };
+
+		if (!dd_out_open(d, &t))
 			break;
 	}
 }

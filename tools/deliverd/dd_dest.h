@@ -15,10 +15,34 @@ struct dd_tx {
 	struct dd_msg *msg;
 	struct dd_rcpt *rcpt[DD_TX_RCPTS];
 	const char *addr[DD_TX_RCPTS];
+	const char *orcpt[DD_TX_RCPTS];
+	uint8_t notify[DD_TX_RCPTS];
 	unsigned int n;
 };
 
 struct dd_out;
+
+/* Where and how a transaction went, for the delivery log. */
+struct dd_conn_info {
+	const char *host;		/* "127.0.0.1:25", NULL: never connected */
+	const char *mx;			/* MX host name, NULL for a static route */
+	const char *transport;		/* "bdat" | "data" | NULL */
+	const char *tls;		/* protocol ("TLSv1.3"), NULL: plain text */
+	const char *tls_cipher;
+	const char *tls_verify;		/* "verified" | "unverified" | ... */
+	const char *body_io;		/* how the body went: "evq-sendfile", ... */
+};
+
+/*
+ * One address to connect to, chosen by dd_dest.c.  The session copies
+ * addr and keeps mx and ref: dd_dest.c keeps both alive until it has
+ * seen dd_dest_closed() for that session.
+ */
+struct dd_target {
+	struct dd_route r;		/* address and its "host:port" name */
+	const char *mx;			/* MX host name, NULL for a static route */
+	void *ref;			/* dd_dest.c's (the MX host's state) */
+};
 
 struct dd_dest {
 	struct dd_dest *hnext;		/* hash bucket */
@@ -47,8 +71,8 @@ struct dd_dest {
 /* dd_dest.c, for dd_out.c */
 bool dd_dest_take(struct dd_dest *d, struct dd_tx *tx);
 void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
-		    const struct dd_smtpc_result *r, const char *host,
-		    const char *transport, uint64_t dur_ns);
+		    const struct dd_smtpc_result *r,
+		    const struct dd_conn_info *ci, uint64_t dur_ns);
 /*
  * A session ended; failed: it could not connect or greet.  rp is the
  * server's reply that ended it (or NULL), host where it connected.
@@ -59,7 +83,10 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 void dd_dest_kick(struct dd_dest *d);
 
 /* dd_out.c, for dd_dest.c */
-struct dd_out *dd_out_open(struct dd_dest *d);
+struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t);
+/* The target's ref and mx the session was opened with. */
+void *dd_out_ref(const struct dd_out *o);
+const char *dd_out_mx(const struct dd_out *o);
 /* An idle session: take work now, or QUIT if there is none. */
 void dd_out_resume(struct dd_out *o);
 struct dd_out *dd_out_next_idle(struct dd_out *o);

@@ -399,6 +399,15 @@ void dd_dlog(const struct dd_attempt *a)
 		  (unsigned long long)(a->duration_us / 1000),
 		  (unsigned long long)(a->duration_us % 1000), a->attempt);
 	jb_str(&b, "transport", a->transport, true);
+	if (a->mx)
+		jb_str(&b, "mx", a->mx, false);
+	if (a->tls) {
+		jb_str(&b, "tls", a->tls, false);
+		jb_str(&b, "tls_cipher", a->tls_cipher, true);
+		jb_str(&b, "tls_verify", a->tls_verify, true);
+	}
+	if (a->body_io)
+		jb_str(&b, "body_io", a->body_io, false);
 	jb_add(&b, "}\n", 2);
 	if (!b.oom)
 		write_all(fd, b.p, b.len);

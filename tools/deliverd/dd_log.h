@@ -42,6 +42,11 @@ struct dd_attempt {
 	uint64_t duration_us;		/* connect or transaction start to result */
 	unsigned int attempt;		/* 1 for the first */
 	const char *transport;		/* "bdat" | "data" | NULL */
+	const char *mx;			/* MX host name, NULL for a static route */
+	const char *tls;		/* "TLSv1.3", NULL: no TLS */
+	const char *tls_cipher;		/* "TLS_AES_256_GCM_SHA384" */
+	const char *tls_verify;		/* "verified" | "unverified" | "failed: why" */
+	const char *body_io;		/* "evq-sendfile" | "sendfile" | "ktls-sendfile" | "buffered" */
 };
 
 /* path: file, "-" for stderr, "none"/NULL for no delivery log. */

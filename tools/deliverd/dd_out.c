@@ -42,6 +42,8 @@ struct dd_out {
 	int sf_fd;
 	uint64_t sf_off, sf_left;
 	struct dd_tx *tx;		/* while busy; idle sessions hold none */
+	const char *mx;			/* the target's, kept alive by dd_dest.c */
+	void *ref;
 	struct dd_smtpc_msg m;
 	unsigned int nmsgs;
 	uint64_t t_conn, t_tx;
@@ -54,6 +56,29 @@ static void unidle(struct dd_out *o);
 static uint64_t secs(unsigned int s)
 {
 	return (uint64_t)s * 1000000000ULL;
+}
+
+void *dd_out_ref(const struct dd_out *o)
+{
+	return o->ref;
+}
+
+const char *dd_out_mx(const struct dd_out *o)
+{
+	return o->mx;
+}
+
+/* What the delivery log says about this session's transaction. */
+static void conn_info(const struct dd_out *o, struct dd_conn_info *ci,
+		      bool tx_started)
+{
+	*ci = (struct dd_conn_info){ .host = o->host, .mx = o->mx };
+	if (tx_started) {
+		ci->transport = dd_smtpc_extensions(o->c, NULL) &
+				DD_EXT_CHUNKING && dd_d.conf.chunking ?
+				"bdat" : "data";
+		ci->body_io = dd_d.kmod ? "evq-sendfile" : "sendfile";
+	}
 }
 
 struct dd_out *dd_out_next_idle(struct dd_out *o)
@@ -118,17 +143,15 @@ static void out_fail(struct dd_out *o, const char *why)
 	dd_smtpc_eof(o->c);
 	while (o->tx && o->tx->n) {
 		struct dd_smtpc_result r = { .nrcpt = 0 };
-		const char *tr = NULL;
+		struct dd_conn_info ci;
+		bool done = dd_smtpc_run(o->c) == DD_SMTPC_DONE;
 
-		if (dd_smtpc_run(o->c) == DD_SMTPC_DONE) {
+		if (done)
 			r = *dd_smtpc_result(o->c);
-			tr = dd_smtpc_extensions(o->c, NULL) & DD_EXT_CHUNKING &&
-			     dd_d.conf.chunking ? "bdat" : "data";
-		}
+		conn_info(o, &ci, done);
 		if (!r.msg.code)
 			snprintf(r.msg.text, sizeof(r.msg.text), "%s", why);
-		dd_dest_result(o->d, o->tx, &r, o->host, tr,
-			       dd_mono_ns() - o->t_tx);
+		dd_dest_result(o->d, o->tx, &r, &ci, dd_mono_ns() - o->t_tx);
 		o->tx->n = 0;
 	}
 	out_close(o, why, NULL);
@@ -322,19 +345,27 @@ static bool start_tx(struct dd_out *o)
 	}
 	if (!dd_dest_take(o->d, o->tx))
 		return false;
-	for (i = 0; i < o->tx->n; i++)
+	for (i = 0; i < o->tx->n; i++) {
 		o->tx->addr[i] = o->tx->rcpt[i]->addr;
+		o->tx->notify[i] = o->tx->rcpt[i]->notify;
+		o->tx->orcpt[i] = o->tx->rcpt[i]->orcpt;
+	}
 	o->m = (struct dd_smtpc_msg){
 		.sender = o->tx->msg->sender, .rcpts = o->tx->addr,
-		.nrcpt = o->tx->n, .flags = o->tx->msg->flags & DD_MSG_8BIT,
+		.nrcpt = o->tx->n,
+		.flags = o->tx->msg->flags & (DD_MSG_8BIT | DD_MSG_SMTPUTF8),
+		.envid = o->tx->msg->envid, .ret = o->tx->msg->ret,
+		.notify = o->tx->notify, .orcpt = o->tx->orcpt,
 		.raw_len = o->tx->msg->raw_len,
 		.stuffed_len = o->tx->msg->stuffed_len,
 	};
 	if (dd_smtpc_start(o->c, &o->m)) {
 		struct dd_smtpc_result r = { .nrcpt = 0 };
+		struct dd_conn_info ci;
 
+		conn_info(o, &ci, false);
 		snprintf(r.msg.text, sizeof(r.msg.text), "internal error");
-		dd_dest_result(o->d, o->tx, &r, o->host, NULL, 0);
+		dd_dest_result(o->d, o->tx, &r, &ci, 0);
 		o->tx->n = 0;
 		return false;
 	}
@@ -380,11 +411,10 @@ static void out_pump(struct dd_out *o)
 			break;
 		case DD_SMTPC_DONE: {
 			const struct dd_smtpc_result *r = dd_smtpc_result(o->c);
+			struct dd_conn_info ci;
 
-			dd_dest_result(o->d, o->tx, r, o->host,
-				       dd_smtpc_extensions(o->c, NULL) &
-				       DD_EXT_CHUNKING &&
-				       dd_d.conf.chunking ? "bdat" : "data",
+			conn_info(o, &ci, true);
+			dd_dest_result(o->d, o->tx, r, &ci,
 				       dd_mono_ns() - o->t_tx);
 			o->tx->n = 0;
 			break;
@@ -498,10 +528,10 @@ void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 	out_pump(o);
 }
 
-struct dd_out *dd_out_open(struct dd_dest *d)
+struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 {
 	struct dd_worker *w = d->w;
-	const struct dd_route *rt = d->route;
+	const struct dd_route *rt = &t->r;
 	struct dd_out *o = calloc(1, sizeof(*o));
 	unsigned int flags = 0;
 	int fd, one = 1;
@@ -530,6 +560,8 @@ struct dd_out *dd_out_open(struct dd_dest *d)
 	o->io.kind = DD_IO_OUT;
 	o->w = w;
 	o->d = d;
+	o->mx = t->mx;
+	o->ref = t->ref;
 	o->state = OUT_CONNECTING;
 	o->timer.fire = out_timeout;
 	o->t_conn = dd_mono_ns();

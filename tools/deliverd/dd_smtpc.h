@@ -46,7 +46,12 @@ struct dd_smtpc_msg {
 	const char *sender;		/* "" for <> */
 	const char *const *rcpts;
 	unsigned int nrcpt;
-	uint32_t flags;			/* DD_MSG_8BIT */
+	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_SMTPUTF8 */
+	/* DSN (RFC 3461), sent only if the server offers DSN */
+	const char *envid;		/* or NULL */
+	uint8_t ret;			/* enum dd_ret */
+	const uint8_t *notify;		/* per recipient, or NULL */
+	const char *const *orcpt;	/* per recipient (entries may be NULL), or NULL */
 	uint64_t raw_len;		/* body for BDAT */
 	uint64_t stuffed_len;		/* body for DATA (without the final ".") */
 };

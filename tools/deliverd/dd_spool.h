@@ -32,7 +32,10 @@ struct dd_submit {
 	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER */
 	const char *body;		/* CRLF lines, ends with CRLF, not stuffed */
 	size_t body_len;
-	const char *envid;		/* NULL */
+	const char *envid;		/* DSN ENVID (xtext) or NULL */
+	uint8_t ret;			/* enum dd_ret */
+	const uint8_t *notify;		/* per recipient DD_NOTIFY_*, or NULL */
+	const char *const *orcpt;	/* per recipient ORCPT or NULL; or NULL */
 	/*
 	 * Called once, on the committer thread, after the record is durable
 	 * (msg != NULL, err == 0) or failed (msg == NULL, err < 0: -ENOSPC,

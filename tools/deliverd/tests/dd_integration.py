@@ -2554,5 +2554,18 @@ def t_corrupt(ctx):
         split_received(v[0], bodies[k])
 
 
+def load_test_modules():
+    """Tests of one part each live in tests/dd_it_*.py; they register
+    with @test like the ones above, importing this module by name."""
+    import importlib.util
+    sys.modules.setdefault("dd_integration", sys.modules[__name__])
+    for path in sorted(glob.glob(os.path.join(HERE, "dd_it_*.py"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+
+
 if __name__ == "__main__":
+    load_test_modules()
     sys.exit(main())
