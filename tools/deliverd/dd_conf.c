@@ -20,6 +20,7 @@
  * any case); seconds a decimal number with an optional s, m, h or d.
  */
 #include "dd_conf.h"
+#include "dd_dns.h"
 #include "dd_log.h"
 
 #include <arpa/inet.h>
@@ -181,6 +182,8 @@ static const struct setting settings[] = {
 	  "again or the next server." },
 	{ "ipv6", T_BOOL, OFF(ipv6), "yes", NULL, 0, 0, NULL, "DNS",
 	  "Connect to MX hosts over IPv6 as well as IPv4 (IPv6 first)." },
+	{ "mx_port", T_UINT, OFF(mx_port), "25", NULL, 1, 65535, NULL, "DNS",
+	  "Port MX hosts are connected on; change only for tests." },
 	/* TLS */
 	{ "tls_policy", T_STRING, OFF(tls_policy), "may", NULL, 0, 0,
 	  "none|may|encrypt|verify", "TLS",
@@ -872,6 +875,14 @@ int dd_conf_finish(struct dd_conf *c, char *err, size_t errlen)
 		dd_errf(err, errlen, "retry_min (%u) is greater than retry_max (%u)",
 		     c->retry_min, c->retry_max);
 		return -EINVAL;
+	}
+	{
+		/* A bad dns_servers would only show at the first lookup. */
+		struct dd_dns_server sv[DD_DNS_SERVERS_MAX];
+
+		if (dd_dns_servers_parse(c->dns_servers, sv, DD_DNS_SERVERS_MAX,
+					 err, errlen) < 0)
+			return -EINVAL;
 	}
 	c->timeout[DD_STAGE_IDLE] = c->conn_idle;
 	return 0;

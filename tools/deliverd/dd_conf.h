@@ -70,6 +70,7 @@ struct dd_conf {
 	char *dns_servers;		/* dns_servers = (empty: /etc/resolv.conf) */
 	unsigned int dns_timeout;	/* 5 s per try */
 	bool ipv6;			/* yes: connect over IPv6 too */
+	unsigned int mx_port;		/* 25: port MX hosts are connected on */
 	/* TLS */
 	char *tls_policy;		/* tls_policy = may (none|may|encrypt|verify) */
 	char *tls_policy_file;		/* "domain policy" lines */

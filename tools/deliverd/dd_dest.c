@@ -23,6 +23,7 @@
 #include "dd_bounce.h"
 #include "dd_dest.h"
 #include "dd_log.h"
+#include "dd_mx.h"
 
 static uint32_t hash_domain(const char *s)
 {
@@ -462,7 +463,9 @@ static void drain_queue(struct dd_dest *d, bool permanent,
 		}
 		d->nqueued -= tx.n;
 		d->nactive += tx.n;
-		if (permanent) {
+		if (permanent && rp) {
+			res.msg = *rp;	/* a DNS verdict: its own status */
+		} else if (permanent) {
 			res.msg.code = 550;
 			snprintf(res.msg.enh, sizeof(res.msg.enh), "5.4.4");
 		} else if (rp && rp->code / 100 == 4) {
@@ -487,6 +490,11 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 	d->nconns--;
 	if (failed)
 		d->nopening--;
+	if (!d->route && dd_mx_closed(d, o, failed, why)) {
+		/* Another address or MX host is left: no suspension yet. */
+		mark_runnable(d);
+		return;
+	}
 	if (failed) {
 		int64_t now = dd_now();
 		uint64_t s = dd_d.conf.dest_backoff;
@@ -509,6 +517,33 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 	mark_runnable(d);
 }
 
+void dd_dest_wake(struct dd_dest *d)
+{
+	mark_runnable(d);
+}
+
+/*
+ * The domain's MX lookup failed: bounce what waits, or defer it and
+ * suspend the destination as if it could not be connected to.
+ */
+static void mx_failed(struct dd_dest *d, bool permanent,
+		      const struct dd_smtp_reply *rp)
+{
+	if (!permanent) {
+		uint64_t s = dd_d.conf.dest_backoff;
+		unsigned int n = ++d->backoff_n;
+
+		while (n-- > 1 && s < dd_d.conf.retry_max)
+			s *= 2;
+		if (s > dd_d.conf.retry_max)
+			s = dd_d.conf.retry_max;
+		d->backoff_until = dd_now() + (int64_t)s;
+		dd_info("%s: %s; destination suspended for %llu s", d->domain,
+			rp->text, (unsigned long long)s);
+	}
+	drain_queue(d, permanent, rp, NULL, rp->text);
+}
+
 void dd_dest_kick(struct dd_dest *d)
 {
 	unsigned int want;
@@ -516,11 +551,18 @@ void dd_dest_kick(struct dd_dest *d)
 	if (!d->qhead || d->held || d->backoff_until > dd_now())
 		return;
 	if (!d->route) {
-		char why[DD_DOMAIN_MAX + 40];
+		struct dd_smtp_reply rp = { .code = 0 };
 
-		snprintf(why, sizeof(why), "no route to %s", d->domain);
-		drain_queue(d, true, NULL, NULL, why);
-		return;
+		switch (dd_mx_prepare(d, &rp)) {
+		case DD_MX_READY:
+			break;
+		case DD_MX_WAIT:
+			return;
+		case DD_MX_PERM:
+		case DD_MX_TEMP:
+			mx_failed(d, rp.code / 100 == 5, &rp);
+			return;
+		}
 	}
 	/* Idle sessions first: no handshake to pay. */
 	while (d->idle && d->qhead) {
@@ -538,8 +580,12 @@ void dd_dest_kick(struct dd_dest *d)
 	want = dd_d.conf.dest_concurrency;
 	while (d->nconns < want && d->nruns > d->nopening && d->qhead &&
 	       d->backoff_until <= dd_now()) {
-		struct dd_target t = { .r = *d->route };
+		struct dd_target t = { .mx = NULL };
 
+		if (d->route)
+			t.r = *d->route;
+		else if (!dd_mx_target(d, &t))
+			break;
 		if (!dd_out_open(d, &t))
 			break;
 	}

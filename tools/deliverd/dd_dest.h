@@ -21,6 +21,7 @@ struct dd_tx {
 };
 
 struct dd_out;
+struct dd_mx;
 
 /* Where and how a transaction went, for the delivery log. */
 struct dd_conn_info {
@@ -49,6 +50,7 @@ struct dd_dest {
 	struct dd_dest *rnext;		/* worker's runnable list */
 	char *domain;
 	const struct dd_route *route;	/* NULL: no route */
+	struct dd_mx *mx;		/* no route: its MX targets (dd_mx.c) */
 	struct dd_rcpt *qhead, **qtail;	/* ready now, FIFO */
 	struct dd_rcpt *deferred;	/* waiting for next_try */
 	struct dd_rcpt *heldq;		/* held by deliverctl */
@@ -81,6 +83,8 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 		    const struct dd_smtp_reply *rp, const char *host,
 		    const char *why);
 void dd_dest_kick(struct dd_dest *d);
+/* Kick d from the loop soon (an answer it waited for came). */
+void dd_dest_wake(struct dd_dest *d);
 
 /* dd_out.c, for dd_dest.c */
 struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t);

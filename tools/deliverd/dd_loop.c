@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dd_core.h"
+#include "dd_dns.h"
 #include "dd_log.h"
 
 #define DD_HARVEST	256
@@ -252,6 +253,9 @@ static void dispatch(struct dd_worker *w, const struct evq_cqe *e)
 		break;
 	case DD_IO_OUT:
 		dd_out_event(w, io, (uint32_t)e->res);
+		break;
+	case DD_IO_DNS:
+		dd_dns_event(w, io, (uint32_t)e->res);
 		break;
 	}
 }
