@@ -1590,6 +1590,8 @@ def t_retry_refused(ctx):
     time.sleep(2)
     s = ctx.server(port=port)
     s.wait_messages(1, 30)
+    # The server has the message before our delivery log has the 250.
+    d.wait_dlog(lambda e: e.get("status") == "delivered", 1, 30)
     ents = [e for e in d.dlog() if e.get("qid") == qid]
     st = [e.get("status") for e in ents]
     check(st[-1] == "delivered" and all(x == "deferred" for x in st[:-1]),
