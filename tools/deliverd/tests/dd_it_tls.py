@@ -388,7 +388,7 @@ def need_ktls():
     itself only where it can run modprobe (not in the VM's chroot), and
     OpenSSL quietly does without kTLS when setting the key fails."""
     if os.geteuid() == 0:
-        for m in ("tls", "gcm", "ghash-generic", "chacha20poly1305"):
+        for m in ("tls", "ctr", "gcm", "ghash-generic", "chacha20poly1305"):
             subprocess.run(["modprobe", "-q", m], capture_output=True)
     if not ulp_listed():
         raise Skip("no kernel TLS: 'tls' not in "
