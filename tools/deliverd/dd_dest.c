@@ -471,6 +471,9 @@ static void drain_queue(struct dd_dest *d, bool permanent,
 		} else if (rp && rp->code / 100 == 4) {
 			/* A 421 greeting: log the server's own words. */
 			res.msg = *rp;
+		} else if (rp && !rp->code && rp->enh[0]) {
+			/* Our reason with a status (TLS required): keep it. */
+			res.msg = *rp;
 		}
 		if (!res.msg.code || res.msg.code != (rp ? rp->code : 0))
 			snprintf(res.msg.text, sizeof(res.msg.text), "%s", why);

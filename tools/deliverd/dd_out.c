@@ -6,6 +6,13 @@
  * copy: with evq's sendfile on the evq backend (one ioctl when the pages
  * are in and the socket has room, else the module finishes the transfer
  * itself and posts one completion), with sendfile(2) on epoll.
+ *
+ * STARTTLS (dd_tls.c) changes the socket's I/O, not the session: commands
+ * and replies go through the session's SSL; the handshake is stepped on
+ * each event like the rest (edge-triggered: every step runs until
+ * OpenSSL hits EAGAIN).  A body goes with sendfile when the kernel
+ * encrypts (kTLS TX), else in chunks read from the segment and written
+ * with SSL_write, whose buffer exists only while a body is on its way.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +28,10 @@
 
 #include "dd_dest.h"
 #include "dd_log.h"
+#include "dd_reply.h"
+#include "dd_tls.h"
+
+#define BODY_CHUNK	65536	/* read from the segment per SSL_write round */
 
 enum { OUT_CONNECTING = 1, OUT_OPEN, OUT_CLOSED };
 
@@ -48,6 +59,13 @@ struct dd_out {
 	unsigned int nmsgs;
 	uint64_t t_conn, t_tx;
 	char host[64];
+	/* TLS: policy, name for SNI and the certificate, session, body buffer */
+	uint8_t tls_pol;
+	bool hs;			/* handshake in progress */
+	char *tls_name;
+	struct dd_tls *tls;
+	char *bbuf;
+	size_t bb_off, bb_len;
 };
 
 static void out_pump(struct dd_out *o);
@@ -79,6 +97,16 @@ static void conn_info(const struct dd_out *o, struct dd_conn_info *ci,
 				"bdat" : "data";
 		ci->body_io = dd_d.kmod ? "evq-sendfile" : "sendfile";
 	}
+	if (o->tls && !o->hs) {
+		ci->tls = dd_tls_version(o->tls);
+		ci->tls_cipher = dd_tls_cipher(o->tls);
+		ci->tls_verify = dd_tls_verified(o->tls);
+		if (tx_started && !dd_tls_ktls_send(o->tls))
+			ci->body_io = "buffered";
+		else if (tx_started)
+			ci->body_io = dd_d.kmod ? "ktls-evq-sendfile" :
+				      "ktls-sendfile";
+	}
 }
 
 struct dd_out *dd_out_next_idle(struct dd_out *o)
@@ -96,6 +124,9 @@ void dd_out_free(struct dd_io *io)
 	struct dd_out *o = (struct dd_out *)io;
 
 	dd_smtpc_free(o->c);
+	dd_tls_free(o->tls);
+	free(o->bbuf);
+	free(o->tls_name);
 	free(o->tx);
 	free(o);
 }
@@ -127,6 +158,15 @@ static void out_close(struct dd_out *o, const char *why,
 	}
 	dd_timer_del(w, &o->timer);
 	dd_worker_unwatch(w, &o->io);
+	if (o->tls) {
+		/* close_notify unless the module may still be writing. */
+		if (!o->sf_async && !o->hs)
+			dd_tls_shutdown(o->tls);
+		dd_tls_free(o->tls);
+		o->tls = NULL;
+	}
+	free(o->bbuf);
+	o->bbuf = NULL;
 	close(o->io.fd);
 	o->state = OUT_CLOSED;
 	w->out_conns--;
@@ -157,6 +197,35 @@ static void out_fail(struct dd_out *o, const char *why)
 	out_close(o, why, NULL);
 }
 
+/*
+ * The handshake failed.  "may": the destination goes without TLS for a
+ * while and the session ends as if it had worked, so the next one comes
+ * at once, in plain text.  Otherwise the destination waits as after a
+ * failed greeting, the reason (ours, 4.7.5) going to what it defers.
+ */
+static void tls_failed(struct dd_out *o, const char *err)
+{
+	struct dd_smtp_reply rp;
+	char why[400];
+
+	snprintf(why, sizeof(why), "TLS handshake with %s failed: %s", o->host,
+		 err);
+	o->hs = false;
+	if (o->tls_pol == DD_TLS_MAY) {
+		dd_info("%s: %s; no TLS for it in the next %d s", o->d->domain,
+			why, DD_TLS_PLAIN_HOLD);
+		dd_tls_plain_note(o->d->domain);
+		if (!o->greeted) {
+			o->greeted = true;
+			o->d->nopening--;
+		}
+		out_close(o, why, NULL);
+		return;
+	}
+	dd_reply_set(&rp, 0, "4.7.5", "%s", why);
+	out_close(o, why, &rp);
+}
+
 static void out_timeout(struct dd_worker *w, struct dd_timer *t)
 {
 	struct dd_out *o = (struct dd_out *)((char *)t -
@@ -169,6 +238,10 @@ static void out_timeout(struct dd_worker *w, struct dd_timer *t)
 		dd_dest_kick(o->d);
 		if (o->idle)
 			dd_out_resume(o);
+		return;
+	}
+	if (o->hs) {
+		tls_failed(o, "timed out");
 		return;
 	}
 	if (o->state == OUT_CONNECTING)
@@ -193,6 +266,19 @@ static bool out_flush(struct dd_out *o)
 			o->want_out = false;
 			return true;
 		}
+		if (o->tls) {
+			char err[256];
+
+			n = dd_tls_write(o->tls, buf, len, err, sizeof(err));
+			if (n == -EAGAIN) {
+				o->want_out = true;
+				return true;
+			}
+			if (n < 0)
+				return false;
+			dd_smtpc_written(o->c, (size_t)n);
+			continue;
+		}
 		n = send(o->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EAGAIN) {
@@ -209,14 +295,54 @@ static bool out_flush(struct dd_out *o)
 
 static void body_done(struct dd_out *o)
 {
+	free(o->bbuf);
+	o->bbuf = NULL;
 	o->sf_on = false;
 	o->sf_async = false;
 	dd_smtpc_body_sent(o->c);
 }
 
+/* The body through SSL_write, read from the segment chunk by chunk. */
+static bool body_send_tls(struct dd_out *o)
+{
+	char err[256];
+
+	while (o->sf_left || o->bb_off < o->bb_len) {
+		ssize_t n;
+
+		if (o->bb_off == o->bb_len) {
+			size_t want = o->sf_left < BODY_CHUNK ? o->sf_left :
+				      BODY_CHUNK;
+
+			n = pread(o->sf_fd, o->bbuf, want, (off_t)o->sf_off);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return false;	/* shorter than the index says */
+			o->sf_off += (uint64_t)n;
+			o->sf_left -= (uint64_t)n;
+			o->bb_off = 0;
+			o->bb_len = (size_t)n;
+		}
+		n = dd_tls_write(o->tls, o->bbuf + o->bb_off,
+				 o->bb_len - o->bb_off, err, sizeof(err));
+		if (n == -EAGAIN) {
+			o->want_out = true;
+			return true;
+		}
+		if (n < 0)
+			return false;
+		o->bb_off += (size_t)n;
+	}
+	body_done(o);
+	return true;
+}
+
 /* Push the body; false on a socket or file error. */
 static bool body_send(struct dd_out *o)
 {
+	if (o->tls && !dd_tls_ktls_send(o->tls))
+		return body_send_tls(o);
 	if (dd_d.kmod) {
 		struct evq_sendfile sf = {
 			.out_fd = o->io.fd, .in_fd = o->sf_fd,
@@ -298,6 +424,14 @@ static void start_body(struct dd_out *o)
 	o->sf_fd = dd_spool_seg_fd(dd_d.spool, msg->seg);
 	o->sf_off = stuffed ? msg->stuffed_off : msg->raw_off;
 	o->sf_left = stuffed ? msg->stuffed_len : msg->raw_len;
+	if (o->tls && !dd_tls_ktls_send(o->tls)) {
+		o->bb_off = o->bb_len = 0;
+		o->bbuf = malloc(BODY_CHUNK);
+		if (!o->bbuf) {
+			out_fail(o, "out of memory");
+			return;
+		}
+	}
 	if (o->sf_fd < 0 || !body_send(o))
 		out_fail(o, "sending the body failed");
 }
@@ -374,9 +508,42 @@ static bool start_tx(struct dd_out *o)
 	return true;
 }
 
+/* One handshake step: true when it is over, well or not. */
+static bool tls_step(struct dd_out *o)
+{
+	char err[300];
+	int r = dd_tls_handshake(o->tls, err, sizeof(err));
+
+	if (!r)
+		return false;
+	if (r < 0) {
+		tls_failed(o, err);
+		return true;
+	}
+	o->hs = false;
+	dd_smtpc_tls_done(o->c, true, NULL);
+	return true;
+}
+
+/* 220 to STARTTLS: the handshake begins. */
+static void tls_start(struct dd_out *o)
+{
+	char err[300];
+
+	o->tls = dd_tls_new(o->io.fd, o->tls_name, o->tls_pol, err,
+			    sizeof(err));
+	o->hs = true;
+	if (!o->tls) {
+		tls_failed(o, err);
+		return;
+	}
+	arm(o, dd_d.conf.timeout[DD_STAGE_EHLO]);
+	tls_step(o);
+}
+
 static void out_pump(struct dd_out *o)
 {
-	while (o->state == OUT_OPEN && !o->sf_on && !o->body_wait) {
+	while (o->state == OUT_OPEN && !o->sf_on && !o->body_wait && !o->hs) {
 		enum dd_smtpc_act act = dd_smtpc_run(o->c);
 
 		switch (act) {
@@ -409,6 +576,11 @@ static void out_pump(struct dd_out *o)
 			}
 			start_body(o);
 			break;
+		case DD_SMTPC_TLS:
+			if (!out_flush(o))
+				goto fail;
+			tls_start(o);
+			break;
 		case DD_SMTPC_DONE: {
 			const struct dd_smtpc_result *r = dd_smtpc_result(o->c);
 			struct dd_conn_info ci;
@@ -428,6 +600,9 @@ static void out_pump(struct dd_out *o)
 			if (rp && rp->code)
 				snprintf(why, sizeof(why), "%s said: %d %s",
 					 o->host, rp->code, rp->text);
+			else if (rp && rp->enh[0])	/* ours: TLS required */
+				snprintf(why, sizeof(why), "%s: %s", o->host,
+					 rp->text);
 			else
 				snprintf(why, sizeof(why), "%s closed the session",
 					 o->host);
@@ -484,9 +659,29 @@ void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 	}
 	if (o->state != OUT_OPEN)
 		return;
+	if (o->hs) {
+		if (tls_step(o))
+			out_pump(o);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
 		for (;;) {
-			ssize_t n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
+			ssize_t n;
+
+			if (o->tls) {
+				char err[256];
+
+				n = dd_tls_read(o->tls, buf, sizeof(buf), err,
+						sizeof(err));
+				if (n == -EAGAIN) {
+					n = -1;
+					errno = EAGAIN;
+				} else if (n < 0) {
+					n = 0;	/* lost, as on EOF */
+				}
+			} else {
+				n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
+			}
 
 			if (n > 0) {
 				if (dd_smtpc_feed(o->c, buf, (size_t)n)) {
@@ -508,7 +703,8 @@ void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 			break;
 		}
 	}
-	if (events & EPOLLOUT) {
+	/* TLS may need to read before it can write. */
+	if ((events & EPOLLOUT) || (o->tls && o->want_out)) {
 		if (o->want_out && !out_flush(o)) {
 			out_fail(o, "connection lost");
 			return;
@@ -542,8 +738,35 @@ struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 		flags |= DD_SMTPC_NO_PIPELINING;
 	if (!dd_d.conf.chunking)
 		flags |= DD_SMTPC_NO_CHUNKING;
+	o->tls_pol = dd_tls_policy_for(d->domain);
+	if (o->tls_pol == DD_TLS_MAY && dd_tls_plain_now(d->domain))
+		o->tls_pol = DD_TLS_NONE;
+	if (o->tls_pol == DD_TLS_MAY)
+		flags |= DD_SMTPC_STARTTLS;
+	else if (o->tls_pol != DD_TLS_NONE)
+		flags |= DD_SMTPC_TLS_REQUIRED;
+	if (o->tls_pol != DD_TLS_NONE) {
+		/* The name the certificate should have: the MX's, the route's. */
+		char a[INET6_ADDRSTRLEN] = "";
+
+		if (!t->mx && !rt->host[0]) {
+			const struct sockaddr_in *s4 = (const void *)&rt->addr;
+			const struct sockaddr_in6 *s6 = (const void *)&rt->addr;
+
+			if (rt->addr.ss_family == AF_INET)
+				inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+			else
+				inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		}
+		o->tls_name = strdup(t->mx ? t->mx : rt->host[0] ? rt->host : a);
+		if (!o->tls_name) {
+			free(o);
+			return NULL;
+		}
+	}
 	o->c = dd_smtpc_new(dd_d.conf.helo_name, flags);
 	if (!o->c) {
+		free(o->tls_name);
 		free(o);
 		return NULL;
 	}
@@ -552,6 +775,7 @@ struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 	if (fd < 0) {
 		dd_warn("socket: %s", strerror(errno));
 		dd_smtpc_free(o->c);
+		free(o->tls_name);
 		free(o);
 		return NULL;
 	}

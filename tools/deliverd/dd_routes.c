@@ -252,6 +252,7 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		memcpy(&r->addr, ai->ai_addr, ai->ai_addrlen);
 		r->addrlen = ai->ai_addrlen;
 		freeaddrinfo(ai);
+		snprintf(r->host, sizeof(r->host), "%s", host);
 		if (r->addr.ss_family == AF_INET)
 			sin->sin_port = htons((uint16_t)pn);
 		else

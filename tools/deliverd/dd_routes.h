@@ -17,6 +17,7 @@ struct dd_route {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char name[64];			/* "127.0.0.1:2601", for logs */
+	char host[256];			/* the host if given as a name, for TLS */
 };
 
 /* 0, or -errno with "FILE:LINE: message" in err. */

@@ -40,6 +40,14 @@
  *    RSET refused, a protocol error: QUIT is written, then CLOSE.  After
  *    421 or a lost connection: CLOSE without QUIT.  The reply that closed
  *    the session is dd_smtpc_session_reply() (code 0: ours).
+ *  - STARTTLS (flags DD_SMTPC_STARTTLS or DD_SMTPC_TLS_REQUIRED): after
+ *    the EHLO reply offering it, STARTTLS; on 220 run() returns
+ *    DD_SMTPC_TLS until dd_smtpc_tls_done(), then EHLO again.  Input that
+ *    came after the 220 and before the handshake is dropped (RFC 3207 5:
+ *    it could have been injected by a man in the middle).  Not offered,
+ *    or refused, or no EHLO at all: plain text with DD_SMTPC_STARTTLS;
+ *    with DD_SMTPC_TLS_REQUIRED QUIT and CLOSE, the session reply being
+ *    the server's refusal or ours (code 0, 4.7.4).
  *  - More than 1 MiB of unread input (only possible while BODY is out or
  *    from a server babbling): feed() returns -EPROTO and the session fails
  *    as on a protocol error.
@@ -61,6 +69,8 @@ enum st {
 	S_GREETING,
 	S_EHLO,
 	S_HELO,
+	S_STARTTLS,	/* STARTTLS sent, waiting for 220 */
+	S_HANDSHAKE,	/* the caller does the TLS handshake */
 	S_IDLE,
 	S_TX,		/* a transaction: see expect */
 	S_QUIT,		/* QUIT sent, waiting for 221 or EOF */
@@ -84,6 +94,7 @@ struct dd_smtpc {
 	bool eof;
 	bool need_rset;		/* a transaction ended half way */
 	bool done_pending;	/* start() decided the result without a word */
+	bool tls;		/* a TLS handshake succeeded */
 
 	unsigned int ext;
 	uint64_t size_max;
@@ -549,6 +560,8 @@ enum dd_smtpc_stage dd_smtpc_stage(const struct dd_smtpc *c)
 		return DD_STAGE_GREETING;
 	case S_EHLO:
 	case S_HELO:
+	case S_STARTTLS:
+	case S_HANDSHAKE:
 		return DD_STAGE_EHLO;
 	case S_QUIT:
 		return DD_STAGE_QUIT;
@@ -723,6 +736,57 @@ static enum dd_smtpc_act tx_reply(struct dd_smtpc *c,
 	return 0;
 }
 
+static void send_ehlo(struct dd_smtpc *c)
+{
+	out_printf(c, "EHLO %s\r\n", c->helo);
+	c->ehlo_ext = 0;
+	c->ehlo_size = 0;
+	c->rp.line_fn = ehlo_line;
+	c->rp.arg = c;
+	c->st = S_EHLO;
+}
+
+/* The server's extensions are known: STARTTLS first if we want it. */
+static void ehlo_done(struct dd_smtpc *c)
+{
+	c->st = S_IDLE;
+	if (c->tls || !(c->flags & (DD_SMTPC_STARTTLS | DD_SMTPC_TLS_REQUIRED)))
+		return;
+	if (c->ext & DD_EXT_STARTTLS) {
+		out_printf(c, "STARTTLS\r\n");
+		c->st = S_STARTTLS;
+		return;
+	}
+	if (c->flags & DD_SMTPC_TLS_REQUIRED) {
+		dd_reply_set(&c->session, 0, "4.7.4",
+			     "TLS is required but STARTTLS was not offered");
+		closing(c, true);
+	}
+}
+
+void dd_smtpc_tls_done(struct dd_smtpc *c, bool ok, const char *why)
+{
+	if (c->st != S_HANDSHAKE)
+		return;
+	if (!ok) {
+		/* The stream is in an unknown state: no QUIT. */
+		dd_reply_set(&c->session, 0, NULL, "%s",
+			     why ? why : "TLS handshake failed");
+		closing(c, false);
+		return;
+	}
+	c->tls = true;
+	c->ext = 0;
+	c->size_max = 0;
+	c->in_off = c->in_len = 0;
+	send_ehlo(c);
+}
+
+bool dd_smtpc_tls(const struct dd_smtpc *c)
+{
+	return c->tls;
+}
+
 /* One reply; 0 to go on reading. */
 static enum dd_smtpc_act on_reply(struct dd_smtpc *c,
 				  const struct dd_smtp_reply *r)
@@ -737,12 +801,7 @@ static enum dd_smtpc_act on_reply(struct dd_smtpc *c,
 			closing(c, true);
 			return 0;
 		}
-		out_printf(c, "EHLO %s\r\n", c->helo);
-		c->ehlo_ext = 0;
-		c->ehlo_size = 0;
-		c->rp.line_fn = ehlo_line;
-		c->rp.arg = c;
-		c->st = S_EHLO;
+		send_ehlo(c);
 		return 0;
 
 	case S_EHLO:
@@ -750,7 +809,7 @@ static enum dd_smtpc_act on_reply(struct dd_smtpc *c,
 		if (ok2(r)) {
 			c->ext = c->ehlo_ext;
 			c->size_max = c->ehlo_size;
-			c->st = S_IDLE;
+			ehlo_done(c);
 			return 0;
 		}
 		if (r->code >= 500) {
@@ -766,11 +825,26 @@ static enum dd_smtpc_act on_reply(struct dd_smtpc *c,
 		if (ok2(r)) {
 			c->ext = 0;
 			c->size_max = 0;
-			c->st = S_IDLE;
+			ehlo_done(c);
 			return 0;
 		}
 		c->session = *r;
 		closing(c, true);
+		return 0;
+
+	case S_STARTTLS:
+		if (r->code == 220) {
+			c->in_off = c->in_len = 0;
+			c->st = S_HANDSHAKE;
+			return DD_SMTPC_TLS;
+		}
+		if (c->flags & DD_SMTPC_TLS_REQUIRED) {
+			c->session = *r;
+			closing(c, true);
+			return 0;
+		}
+		/* Opportunistic: go on in plain text with what EHLO said. */
+		c->st = S_IDLE;
 		return 0;
 
 	case S_QUIT:
@@ -815,6 +889,8 @@ enum dd_smtpc_act dd_smtpc_run(struct dd_smtpc *c)
 			c->st = S_CLOSED;
 			return DD_SMTPC_CLOSE;
 		}
+		if (c->st == S_HANDSHAKE)
+			return DD_SMTPC_TLS;
 		if (c->st == S_TX && c->body_pending) {
 			if (!c->eof)
 				return DD_SMTPC_BODY;

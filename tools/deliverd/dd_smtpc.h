@@ -16,6 +16,8 @@ struct dd_smtpc;
 
 #define DD_SMTPC_NO_PIPELINING	(1U << 0)	/* do not pipeline even if offered */
 #define DD_SMTPC_NO_CHUNKING	(1U << 1)	/* use DATA even if CHUNKING is offered */
+#define DD_SMTPC_STARTTLS	(1U << 2)	/* STARTTLS when offered, plain if refused */
+#define DD_SMTPC_TLS_REQUIRED	(1U << 3)	/* STARTTLS or fail the session (4.7.4) */
 
 /* The stage a session waits in, for RFC 5321 4.5.3.2 timeouts. */
 enum dd_smtpc_stage {
@@ -39,6 +41,7 @@ enum dd_smtpc_act {
 	DD_SMTPC_BODY,		/* write output, then send the body, then dd_smtpc_body_sent() */
 	DD_SMTPC_DONE,		/* a transaction ended: dd_smtpc_result() */
 	DD_SMTPC_CLOSE,		/* write output, then close the connection */
+	DD_SMTPC_TLS,		/* TLS handshake now (after 220 to STARTTLS), then dd_smtpc_tls_done() */
 };
 
 /* One transaction.  Pointers must stay valid until DD_SMTPC_DONE. */
@@ -91,6 +94,15 @@ void dd_smtpc_quit(struct dd_smtpc *c);
 bool dd_smtpc_body_stuffed(const struct dd_smtpc *c);
 /* The body is on the wire; the session sends ".\r\n" if DATA, then waits. */
 void dd_smtpc_body_sent(struct dd_smtpc *c);
+
+/*
+ * From DD_SMTPC_TLS: the handshake is over.  ok: EHLO again, over TLS
+ * (what the server said before is forgotten, RFC 3207 4.2); else the
+ * session closes without QUIT, why being its reason (code 0).
+ */
+void dd_smtpc_tls_done(struct dd_smtpc *c, bool ok, const char *why);
+/* Is the session encrypted (a handshake succeeded)? */
+bool dd_smtpc_tls(const struct dd_smtpc *c);
 
 /* From DD_SMTPC_DONE, valid until the next run(). */
 const struct dd_smtpc_result *dd_smtpc_result(const struct dd_smtpc *c);

@@ -26,6 +26,7 @@
 
 #include "dd_core.h"
 #include "dd_log.h"
+#include "dd_tls.h"
 
 #define MAX_OVERRIDES	128
 
@@ -264,6 +265,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (check) {
+		if (dd_tls_init(&dd_d.conf, true, rerr, sizeof(rerr))) {
+			fprintf(stderr, "deliverd: %s\n", rerr);
+			return 1;
+		}
 		fprintf(stderr, "deliverd: configuration ok, %u routes\n",
 			dd_d.routes ? dd_routes_count(dd_d.routes) : 0);
 		return 0;
@@ -274,6 +279,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	dd_log_thread("main");
+	if (dd_tls_init(&dd_d.conf, false, rerr, sizeof(rerr))) {
+		dd_err("%s", rerr);
+		return 1;
+	}
 	if (!dd_d.routes) {
 		dd_warn("routes file %s: %s; every domain is unroutable",
 			dd_d.conf.routes_file, rerr);
@@ -337,6 +346,7 @@ int main(int argc, char **argv)
 	}
 	dd_info("signal %d: stopping", sig);
 	dd_workers_stop();
+	dd_tls_exit();
 	dd_spool_close(dd_d.spool);
 	dd_spool_free_msgs(dd_d.spool);
 	if (dd_d.conf.control_socket[0])

@@ -1228,4 +1228,140 @@ TEST(many_rcpts_output_grows)
 	dd_smtpc_free(c);
 }
 
+/* Greeting and the first EHLO of a session that may use STARTTLS. */
+static struct dd_smtpc *tls_session(unsigned int flags, const char *ext)
+{
+	struct dd_smtpc *c = dd_smtpc_new(HELO, flags);
+
+	if (!c)
+		abort();
+	feed(c, "220 mx.example ESMTP\r\n");
+	if (dd_smtpc_run(c) != DD_SMTPC_READ ||
+	    strcmp(take(c), "EHLO " HELO "\r\n"))
+		abort();
+	feed(c, "250-mx.example hello\r\n");
+	feed(c, ext);
+	return c;
+}
+
+TEST(starttls_may)
+{
+	struct dd_smtpc_msg m = msg3();
+	struct dd_smtpc *c;
+
+	c = tls_session(DD_SMTPC_STARTTLS,
+			"250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("STARTTLS\r\n", take(c));
+	EXPECT_EQ(DD_STAGE_EHLO, dd_smtpc_stage(c));
+	EXPECT_FALSE(dd_smtpc_tls(c));
+	/* What follows the 220 in plain text could be injected: dropped. */
+	feed(c, "220 2.0.0 go ahead\r\n250 injected\r\n");
+	ASSERT_EQ(DD_SMTPC_TLS, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	EXPECT_EQ(DD_STAGE_EHLO, dd_smtpc_stage(c));
+	/* Until the caller says the handshake is over. */
+	ASSERT_EQ(DD_SMTPC_TLS, dd_smtpc_run(c));
+	dd_smtpc_tls_done(c, true, NULL);
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("EHLO " HELO "\r\n", take(c));
+	EXPECT_TRUE(dd_smtpc_tls(c));
+	/* What the server offers now counts, STARTTLS is not sent twice. */
+	feed(c, "250-mx.example hello again\r\n250-STARTTLS\r\n"
+		"250-CHUNKING\r\n250 8BITMIME\r\n");
+	ASSERT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	EXPECT_EQ(DD_EXT_STARTTLS | DD_EXT_CHUNKING | DD_EXT_8BITMIME,
+		  dd_smtpc_extensions(c, NULL));
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("MAIL FROM:<s@src.example> BODY=8BITMIME\r\n", take(c));
+	dd_smtpc_free(c);
+}
+
+TEST(starttls_may_refused)
+{
+	struct dd_smtpc *c;
+
+	c = tls_session(DD_SMTPC_STARTTLS,
+			"250-PIPELINING\r\n250 STARTTLS\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("STARTTLS\r\n", take(c));
+	feed(c, "454 4.7.0 TLS not available due to temporary reason\r\n");
+	/* Plain text, with what the first EHLO said. */
+	ASSERT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	EXPECT_FALSE(dd_smtpc_tls(c));
+	EXPECT_EQ(DD_EXT_PIPELINING | DD_EXT_STARTTLS,
+		  dd_smtpc_extensions(c, NULL));
+	dd_smtpc_free(c);
+
+	/* Not offered: plain text at once. */
+	c = tls_session(DD_SMTPC_STARTTLS, "250 PIPELINING\r\n");
+	ASSERT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	dd_smtpc_free(c);
+
+	/* Offered but not wanted (policy none). */
+	c = tls_session(0, "250 STARTTLS\r\n");
+	ASSERT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	dd_smtpc_free(c);
+}
+
+TEST(starttls_required)
+{
+	const struct dd_smtp_reply *r;
+	struct dd_smtpc *c;
+
+	/* Not offered: the session fails with our reason, after QUIT. */
+	c = tls_session(DD_SMTPC_TLS_REQUIRED, "250 PIPELINING\r\n");
+	ASSERT_EQ(DD_SMTPC_CLOSE, dd_smtpc_run(c));
+	EXPECT_STREQ("QUIT\r\n", take(c));
+	r = dd_smtpc_session_reply(c);
+	EXPECT_EQ(0, r->code);
+	EXPECT_STREQ("4.7.4", r->enh);
+	EXPECT_STREQ("TLS is required but STARTTLS was not offered", r->text);
+	dd_smtpc_free(c);
+
+	/* Refused: the server's reply ends it. */
+	c = tls_session(DD_SMTPC_TLS_REQUIRED, "250 STARTTLS\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("STARTTLS\r\n", take(c));
+	feed(c, "454 4.7.0 not now\r\n");
+	ASSERT_EQ(DD_SMTPC_CLOSE, dd_smtpc_run(c));
+	EXPECT_STREQ("QUIT\r\n", take(c));
+	EXPECT_EQ(454, dd_smtpc_session_reply(c)->code);
+	dd_smtpc_free(c);
+
+	/* No EHLO, no STARTTLS: HELO is not enough. */
+	c = dd_smtpc_new(HELO, DD_SMTPC_TLS_REQUIRED);
+	feed(c, "220 old\r\n");
+	dd_smtpc_run(c);
+	take(c);
+	feed(c, "500 what\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("HELO " HELO "\r\n", take(c));
+	feed(c, "250 old\r\n");
+	ASSERT_EQ(DD_SMTPC_CLOSE, dd_smtpc_run(c));
+	EXPECT_STREQ("QUIT\r\n", take(c));
+	EXPECT_STREQ("4.7.4", dd_smtpc_session_reply(c)->enh);
+	dd_smtpc_free(c);
+
+	/* The handshake fails: closed without a word, our reason kept. */
+	c = tls_session(DD_SMTPC_TLS_REQUIRED, "250 STARTTLS\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	take(c);
+	feed(c, "220 go\r\n");
+	ASSERT_EQ(DD_SMTPC_TLS, dd_smtpc_run(c));
+	dd_smtpc_tls_done(c, false, "certificate verification failed");
+	ASSERT_EQ(DD_SMTPC_CLOSE, dd_smtpc_run(c));
+	EXPECT_STREQ("", take(c));
+	r = dd_smtpc_session_reply(c);
+	EXPECT_EQ(0, r->code);
+	EXPECT_STREQ("certificate verification failed", r->text);
+	EXPECT_FALSE(dd_smtpc_tls(c));
+	dd_smtpc_free(c);
+}
+
 TEST_HARNESS_MAIN

@@ -16,6 +16,7 @@ Usage::
         [--banner-delay S] [--reply RULE]... [--delay RULE]...
         [--disconnect RULE]... [--record DIR] [--stats FILE]
         [--ready-file FILE] [--transcript FILE] [-v] [--lifetime S]
+        [--tls-cert PEM --tls-key PEM [--tls-fail-handshake]]
 
 A port of 0 binds a free port; the ready file tells which.
 
@@ -25,7 +26,7 @@ Rules
 
     RULE     := VERB [ "[" GLOB "]" ] [ "#" COUNT ] [ ":" VALUE ]
     VERB     := GREETING | EHLO | HELO | MAIL | RCPT | DATA | DOT | BDAT
-              | RSET | NOOP | VRFY | QUIT | BODY
+              | RSET | NOOP | VRFY | QUIT | STARTTLS | BODY
 
 VERB is the command the rule applies to (case-insensitive).  Two are not
 commands: GREETING is the connection's banner and DOT the final reply to a
@@ -99,6 +100,19 @@ already in the input, in whole or in part, before the server sent the
 replies to the first.  A client that waits for each reply never makes
 one.
 
+STARTTLS
+--------
+--tls-cert PEM --tls-key PEM offer STARTTLS (RFC 3207) in the EHLO reply
+until the session is encrypted, and answer it with 220 and a TLS
+handshake (Python's ssl module, TLS 1.2 or 1.3).  After the handshake
+the session starts over (EHLO needed again).  Recorded messages then say
+"tls": the protocol ("TLSv1.3") and "tls_cipher" (null in plain text);
+stats count "tls_sessions" (handshakes done) and "tls_failed".  Ways to
+break it: --reply 'STARTTLS:454 4.7.0 TLS not available' refuses it,
+--disconnect STARTTLS closes instead of the 220, --tls-fail-handshake
+closes after the 220 as soon as the client's first handshake bytes come.
+Anything the client sends after STARTTLS before the 220 is a violation.
+
 --ready-file FILE is written (by rename) once every listener is bound:
 {"pid": PID, "listen": ["127.0.0.1:2601", ...]}.
 
@@ -114,11 +128,12 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import time
 
 VERBS = ("GREETING", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "DOT", "BDAT",
-         "RSET", "NOOP", "VRFY", "QUIT", "BODY")
+         "RSET", "NOOP", "VRFY", "QUIT", "STARTTLS", "BODY")
 COMMANDS = ("EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP",
             "VRFY", "QUIT", "HELP", "EXPN", "STARTTLS", "AUTH")
 MAX_LINE = 65536		# longest command line we keep reading
@@ -225,7 +240,14 @@ class Server:
             "commands": {}, "replies": {},
             "pipelined": False, "pipelined_groups": 0,
             "disconnects": 0, "violations": 0, "violation_list": [],
+            "tls_sessions": 0, "tls_failed": 0,
         }
+        self.tls_ctx = None
+        if args.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+            self.tls_ctx = ctx
         self.dirty = False
         self.conns = set()
         self.servers = []
@@ -302,6 +324,8 @@ class Server:
                 "rcpt_params": txn.rcpt_params, "helo": conn.helo,
                 "peer": conn.peer, "8bit": any(b > 127 for b in data),
                 "time": time.time(),
+                "tls": conn.tls[0] if conn.tls else None,
+                "tls_cipher": conn.tls[1] if conn.tls else None,
             }
             atomic_write(os.path.join(d, "%d.json" % n),
                          json.dumps(meta, indent=1) + "\n")
@@ -389,6 +413,7 @@ class Conn:
         self.esmtp = False
         self.txn = None
         self.refused = False	# greeting was not 220: only QUIT works
+        self.tls = None		# (version, cipher) once encrypted
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = "%s:%s" % (peer[0], peer[1])
 
@@ -572,6 +597,8 @@ class Conn:
                 ext.append("8BITMIME")
             if self.args.chunking:
                 ext.append("CHUNKING")
+            if self.srv.tls_ctx and not self.tls:
+                ext.append("STARTTLS")
             ext.append("ENHANCEDSTATUSCODES")
             code = self.send(verb, (arg,), 250, *ext)
         if 200 <= code < 300:
@@ -597,7 +624,49 @@ class Conn:
     async def do_expn(self, arg):
         self.reply(502, "Command not implemented", enh="5.5.1")
 
-    do_starttls = do_auth = do_expn
+    do_auth = do_expn
+
+    async def do_starttls(self, arg):
+        if not self.srv.tls_ctx:
+            self.reply(502, "Command not implemented", enh="5.5.1")
+            return 502
+        await self.before_reply("STARTTLS")
+        if arg:
+            self.reply(501, "Syntax: STARTTLS", enh="5.5.4")
+            return 501
+        if self.tls:
+            self.reply(503, "Already in TLS", enh="5.5.1")
+            return 503
+        code = self.send("STARTTLS", (), 220, "Ready to start TLS",
+                         enh="2.0.0")
+        if code != 220:
+            return code
+        if self.buf:
+            self.srv.violation(self, "%d bytes after STARTTLS before 220"
+                               % len(self.buf))
+            del self.buf[:]
+        await self.flush()
+        if self.args.tls_fail_handshake:
+            await self.fill()
+            self.srv.bump("tls_failed")
+            self.srv.log(self.cid, "!", "closing during the handshake")
+            self.abort()
+            raise Closed()
+        try:
+            await self.writer.start_tls(self.srv.tls_ctx)
+        except (OSError, ConnectionError, asyncio.TimeoutError) as e:
+            self.srv.bump("tls_failed")
+            self.srv.log(self.cid, "!", "TLS handshake failed: %s" % e)
+            raise Closed()
+        obj = self.writer.get_extra_info("ssl_object")
+        self.tls = (obj.version(), obj.cipher()[0])
+        self.srv.bump("tls_sessions")
+        self.srv.log(self.cid, "!", "TLS %s %s" % self.tls)
+        # RFC 3207 4.2: forget what the client said before.
+        self.helo = None
+        self.esmtp = False
+        self.txn = None
+        return 220
 
     async def do_rset(self, arg):
         await self.before_reply("RSET")
@@ -887,6 +956,13 @@ def parse_args(argv):
                     help="written once listening")
     ap.add_argument("--transcript", metavar="FILE",
                     help="append the SMTP conversation here")
+    ap.add_argument("--tls-cert", metavar="PEM",
+                    help="offer STARTTLS with this certificate (chain)")
+    ap.add_argument("--tls-key", metavar="PEM",
+                    help="the certificate's private key")
+    ap.add_argument("--tls-fail-handshake", action="store_true",
+                    help="close after STARTTLS's 220 when the handshake "
+                    "starts")
     ap.add_argument("--hostname", default="testserver.invalid")
     ap.add_argument("--idle-timeout", type=float, default=300,
                     metavar="S", help="close a silent client (default 300)")
@@ -897,6 +973,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if not args.listen:
         args.listen = ["127.0.0.1:2525"]
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     return args
 
 
