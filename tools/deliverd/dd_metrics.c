@@ -39,6 +39,7 @@ enum http_state {
 struct dd_http {
 	struct dd_io io;		/* first: user_data points here */
 	struct dd_worker *w;
+	struct dd_http *next;		/* all clients until freed */
 	struct dd_timer timer;
 	uint8_t state;			/* enum http_state */
 	bool closed;			/* fd closed; freed once not H_WAIT */
@@ -49,7 +50,12 @@ struct dd_http {
 };
 
 static struct dd_io listen_io = { .fd = -1, .kind = DD_IO_HTTP };
-static unsigned int nclients;		/* worker 0 only */
+static unsigned int nclients;		/* open; worker 0 only */
+/*
+ * Every client until freed, open, closing or buried: so a daemon stopped
+ * while one is still connected has not lost track of it.
+ */
+static struct dd_http *clients;
 
 static void addr_name(const struct sockaddr_storage *ss, char *out,
 		      size_t len)
@@ -137,8 +143,14 @@ static void http_close(struct dd_http *h)
 
 void dd_http_free(struct dd_io *io)
 {
-	struct dd_http *h = (struct dd_http *)io;
+	struct dd_http *h = (struct dd_http *)io, **p;
 
+	for (p = &clients; *p; p = &(*p)->next) {
+		if (*p == h) {
+			*p = h->next;
+			break;
+		}
+	}
 	free(h->out);
 	free(h);
 }
@@ -345,6 +357,8 @@ static void http_accept(struct dd_worker *w)
 			continue;
 		}
 		nclients++;
+		h->next = clients;
+		clients = h;
 		dd_timer_set(w, &h->timer, dd_mono_ns() + DD_HTTP_TIMEOUT_NS);
 		http_read(h);
 	}
