@@ -122,6 +122,9 @@ int dc_exit_for(int code);
  * written).  Returns true if found.
  */
 bool dc_json_get(const char *obj, const char *key, char *val, size_t vlen);
+/* Member idx (from 0) of a flat JSON object, as dc_json_get gives it. */
+bool dc_json_member(const char *obj, unsigned int idx, struct dd_buf *key,
+		    struct dd_buf *val);
 
 /* ---- CSV (dc_csv.c) ---- */
 

@@ -867,3 +867,44 @@ bool dc_json_get(const char *obj, const char *key, char *val, size_t vlen)
 	dc_buf_free(&v);
 	return found;
 }
+
+bool dc_json_member(const char *obj, unsigned int idx, struct dd_buf *key,
+		    struct dd_buf *val)
+{
+	const char *p = json_ws(obj), *e;
+	unsigned int i;
+
+	if (*p++ != '{')
+		return false;
+	for (i = 0;; i++) {
+		p = json_ws(p);
+		if (*p != '"')
+			return false;
+		key->len = 0;
+		p = json_str(p, key);
+		if (!p)
+			return false;
+		p = json_ws(p);
+		if (*p++ != ':')
+			return false;
+		p = json_ws(p);
+		if (i == idx) {
+			val->len = 0;
+			if (*p == '"')
+				return json_str(p, val) != NULL;
+			e = json_skip(p);
+			if (!e)
+				return false;
+			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			dc_buf_add(val, p, (size_t)(e - p));
+			return true;
+		}
+		p = json_skip(p);
+		if (!p)
+			return false;
+		p = json_ws(p);
+		if (*p++ != ',')
+			return false;
+	}
+}

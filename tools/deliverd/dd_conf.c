@@ -781,6 +781,63 @@ static int parse_listen(struct dd_conf *c, char *err, size_t errlen)
 	return r;
 }
 
+/* metrics_listen: one address:port ([ipv6]:port), or "none". */
+static int parse_metrics(struct dd_conf *c, char *err, size_t errlen)
+{
+	const char *v = c->metrics_listen ? c->metrics_listen : "none";
+	char host[INET6_ADDRSTRLEN + 2], *port;
+	struct sockaddr_storage *ss = &c->metrics_addr;
+	unsigned int bits, i;
+	uint64_t pn;
+	size_t n = strlen(v);
+
+	memset(ss, 0, sizeof(*ss));
+	if (!strcmp(v, "none"))
+		return 0;
+	if (n >= sizeof(host))
+		goto bad;
+	memcpy(host, v, n + 1);
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+
+		if (!close || close[1] != ':')
+			goto bad;
+		*close = '\0';
+		port = close + 2;
+		if (!parse_addr(host + 1, ss, &bits) ||
+		    ss->ss_family != AF_INET6)
+			goto bad;
+	} else {
+		port = strrchr(host, ':');
+		if (!port)
+			goto bad;
+		*port++ = '\0';
+		if (!parse_addr(host, ss, &bits) || ss->ss_family != AF_INET)
+			goto bad;
+	}
+	if (!parse_num(port, NULL, NULL, &pn) || pn < 1 || pn > 65535)
+		goto bad;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)pn);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)pn);
+	/* Said here rather than as "address in use" at the start. */
+	for (i = 0; i < c->nlisten; i++) {
+		if (!memcmp(&c->listen_addr[i], ss, sizeof(*ss))) {
+			dd_errf(err, errlen, "metrics_listen: %s is also in "
+				"listen", v);
+			memset(ss, 0, sizeof(*ss));
+			return -EINVAL;
+		}
+	}
+	return 0;
+bad:
+	dd_errf(err, errlen, "metrics_listen: bad address '%s' (expected "
+		"numeric address:port, [ipv6]:port or none)", v);
+	memset(ss, 0, sizeof(*ss));
+	return -EINVAL;
+}
+
 /* *p = a + b (freeing the old *p). */
 static int derive(char **p, const char *a, const char *b)
 {
@@ -838,6 +895,9 @@ int dd_conf_finish(struct dd_conf *c, char *err, size_t errlen)
 	r = parse_listen(c, err, errlen);
 	if (r == -ENOMEM)
 		goto nomem;
+	if (r)
+		return r;
+	r = parse_metrics(c, err, errlen);
 	if (r)
 		return r;
 

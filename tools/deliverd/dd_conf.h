@@ -88,6 +88,7 @@ struct dd_conf {
 	unsigned int throttle_hold;	/* 60 s at reduced limits before recovery */
 	/* metrics */
 	char *metrics_listen;		/* metrics_listen = none (address:port) */
+	struct sockaddr_storage metrics_addr;	/* parsed; AF_UNSPEC: none */
 };
 
 /* Defaults into c (allocated strings).  0 or -ENOMEM. */

@@ -22,6 +22,7 @@
 #include "libevq.h"
 #include "dd.h"
 #include "dd_conf.h"
+#include "dd_prom.h"
 #include "dd_routes.h"
 #include "dd_spool.h"
 #include "dd_smtpc.h"
@@ -81,6 +82,11 @@ struct dd_ctl_req {
 	uint64_t queued, deferred, active, held, dests, conns;
 	uint64_t delivered, deferrals, bounced, attempts, events, waits;
 	atomic_uint left;		/* workers still to answer */
+	/* DD_CTL_STATS: the figures, by worker and destination too */
+	struct dd_stats *st;
+	/* Not NULL: called on origin with the figures instead of a reply */
+	void (*done)(struct dd_worker *w, struct dd_stats *st, void *arg);
+	void *done_arg;
 };
 
 struct dd_mail {
@@ -139,6 +145,7 @@ struct dd_worker {
 	/* figures */
 	unsigned int out_conns, out_conns_peak, in_conns;
 	uint64_t delivered, deferred, bounced, attempts, events, waits;
+	uint64_t expired, out_opened;	/* of bounced; connections opened */
 };
 
 struct dd_daemon {
@@ -193,6 +200,7 @@ void dd_dest_msg(struct dd_worker *w, struct dd_msg *msg);
 void dd_dest_retry(struct dd_worker *w, struct dd_timer *t);
 void dd_dest_run(struct dd_worker *w);
 void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *r);
+void dd_dest_stats(struct dd_worker *w, struct dd_top *top);
 
 /* dd_out.c */
 struct dd_out;
@@ -206,5 +214,18 @@ void dd_ctl_append(struct dd_ctl_req *r, const char *fmt, ...)
 void dd_ctl_answered(struct dd_worker *w, struct dd_ctl_req *r);
 bool dd_ctl_command(struct dd_worker *w, struct dd_in *in, const char *line);
 void dd_ctl_done(struct dd_worker *w, struct dd_ctl_req *r);
+/* Gather the figures from every worker without blocking w; done(w, st,
+ * arg) gets them on w later.  0 or -ENOMEM (then done is not called). */
+int dd_ctl_stats(struct dd_worker *w,
+		 void (*done)(struct dd_worker *w, struct dd_stats *st,
+			      void *arg), void *arg);
+/* A worker's share of DD_CTL_STATS, on its own thread. */
+void dd_ctl_stats_worker(struct dd_worker *w, struct dd_ctl_req *r);
+
+/* dd_metrics.c: the Prometheus endpoint, on worker 0 */
+/* Bind metrics_listen (if not "none") and watch it on worker 0. */
+int dd_metrics_open(void);
+void dd_http_event(struct dd_worker *w, struct dd_io *io, uint32_t events);
+void dd_http_free(struct dd_io *io);
 
 #endif /* DD_CORE_H */

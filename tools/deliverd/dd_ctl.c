@@ -14,10 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dd_core.h"
 #include "dd_log.h"
+
+/* The Makefile passes the tree's release (lib/Makefile's VERSION). */
+#ifndef DD_VERSION
+#define DD_VERSION "unknown"
+#endif
 
 void dd_ctl_append(struct dd_ctl_req *r, const char *fmt, ...)
 {
@@ -69,11 +75,118 @@ void dd_ctl_answered(struct dd_worker *w, struct dd_ctl_req *r)
 	dd_post(r->origin, m);
 }
 
+static long rss_kb(void);
+
+static void stats_free(struct dd_stats *st)
+{
+	if (!st)
+		return;
+	dd_top_free(&st->top);
+	free(st->workers);
+	free(st);
+}
+
+static struct dd_stats *stats_new(void)
+{
+	struct dd_stats *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->nworkers = dd_d.nworkers;
+	st->workers = calloc(dd_d.nworkers, sizeof(*st->workers));
+	if (!st->workers) {
+		free(st);
+		return NULL;
+	}
+	dd_top_init(&st->top, DD_STATS_DESTS);
+	return st;
+}
+
 static void req_free(struct dd_ctl_req *r)
 {
 	pthread_mutex_destroy(&r->lock);
+	stats_free(r->st);
 	free(r->out);
 	free(r);
+}
+
+void dd_ctl_stats_worker(struct dd_worker *w, struct dd_ctl_req *r)
+{
+	struct dd_stats *st = r->st;
+	struct dd_top top;
+
+	if (!st)
+		return;
+	/* Each worker keeps only its largest: the lock is held briefly. */
+	dd_top_init(&top, DD_STATS_DESTS);
+	dd_dest_stats(w, &top);
+	pthread_mutex_lock(&r->lock);
+	st->workers[w->idx].events = w->events;
+	st->workers[w->idx].waits = w->waits;
+	st->workers[w->idx].out_conns = w->out_conns;
+	st->expired += w->expired;
+	st->out_opened += w->out_opened;
+	dd_top_merge(&st->top, &top);
+	pthread_mutex_unlock(&r->lock);
+	dd_top_free(&top);
+}
+
+static double start_time;
+
+static void start_time_init(void)
+{
+	struct timespec now;
+	double t;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	t = (double)now.tv_sec + now.tv_nsec / 1e9 -
+	    (double)(dd_mono_ns() - dd_d.start_ns) / 1e9;
+	/* Milliseconds: it is derived, finer would only be noise. */
+	start_time = (double)(int64_t)(t * 1000 + 0.5) / 1000;
+}
+
+/* Fixed at the first request, so the figure never moves. */
+static double get_start_time(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, start_time_init);
+	return start_time;
+}
+
+/* The figures only the origin adds: the daemon's and the spool's. */
+static void stats_finish(struct dd_ctl_req *r)
+{
+	struct dd_stats *st = r->st;
+	struct dd_spool_stats sp;
+
+	dd_spool_stats(dd_d.spool, &sp);
+	st->backend = dd_d.kmod ? "evq" : "epoll";
+	st->version = DD_VERSION;
+	st->uptime = (double)(dd_mono_ns() - dd_d.start_ns) / 1e9;
+	st->start_time = get_start_time();
+	st->rss_kb = rss_kb();
+	st->queued = r->queued;
+	st->deferred = r->deferred;
+	st->active = r->active;
+	st->held = r->held;
+	st->delivered = r->delivered;
+	st->deferrals = r->deferrals;
+	/* The workers count expiries among their bounces. */
+	st->bounced = r->bounced - st->expired;
+	st->attempts = r->attempts;
+	st->injected = atomic_load(&dd_d.injected);
+	st->bounces_sent = atomic_load(&dd_d.bounces_sent);
+	st->out_conns = r->conns;
+	st->out_peak = atomic_load(&dd_d.out_conns_peak);
+	st->in_conns = atomic_load(&dd_d.in_conns);
+	st->spool_segments = sp.segments;
+	st->spool_bytes = sp.bytes;
+	st->spool_batches = sp.batches;
+	st->spool_records = sp.records;
+	st->spool_fsyncs = sp.fsyncs;
+	st->spool_skipped = sp.skipped;
+	st->spool_reclaimed = sp.reclaimed;
 }
 
 static long rss_kb(void)
@@ -91,12 +204,17 @@ static long rss_kb(void)
 
 void dd_ctl_done(struct dd_worker *w, struct dd_ctl_req *r)
 {
-	char line[1024];
-	struct dd_spool_stats st;
+	struct dd_buf b = DD_BUF_INIT;
 	char *text;
 	size_t len;
 
-	(void)w;
+	if (r->op == DD_CTL_STATS)
+		stats_finish(r);
+	if (r->done) {
+		r->done(w, r->st, r->done_arg);
+		req_free(r);
+		return;
+	}
 	switch (r->op) {
 	case DD_CTL_QUEUE:
 		dd_ctl_append(r,
@@ -121,32 +239,14 @@ void dd_ctl_done(struct dd_worker *w, struct dd_ctl_req *r)
 			      r->op == DD_CTL_HOLD ? "held" : "released", r->n);
 		break;
 	case DD_CTL_STATS:
-		dd_spool_stats(dd_d.spool, &st);
-		snprintf(line, sizeof(line),
-			 "{\"backend\":\"%s\",\"threads\":%u,"
-			 "\"uptime_s\":%.3f,\"injected\":%lu,\"bounces_sent\":%lu,"
-			 "\"delivered\":%" PRIu64 ",\"deferrals\":%" PRIu64
-			 ",\"failed\":%" PRIu64 ",\"attempts\":%" PRIu64
-			 ",\"queued\":%" PRIu64 ",\"deferred\":%" PRIu64
-			 ",\"active\":%" PRIu64 ",\"held\":%" PRIu64
-			 ",\"in_conns\":%u,\"out_conns\":%" PRIu64 ",\"out_conns_peak\":%u,"
-			 "\"events\":%" PRIu64 ",\"waits\":%" PRIu64
-			 ",\"rss_kb\":%ld,\"spool_segments\":%" PRIu64
-			 ",\"spool_bytes\":%" PRIu64 ",\"spool_batches\":%" PRIu64
-			 ",\"spool_records\":%" PRIu64 ",\"spool_fsyncs\":%" PRIu64
-			 ",\"spool_skipped\":%" PRIu64 ",\"spool_reclaimed\":%" PRIu64
-			 "}",
-			 dd_d.kmod ? "evq" : "epoll", dd_d.nworkers,
-			 (double)(dd_mono_ns() - dd_d.start_ns) / 1e9,
-			 atomic_load(&dd_d.injected),
-			 atomic_load(&dd_d.bounces_sent), r->delivered,
-			 r->deferrals, r->bounced, r->attempts, r->queued,
-			 r->deferred, r->active, r->held,
-			 atomic_load(&dd_d.in_conns), r->conns,
-			 atomic_load(&dd_d.out_conns_peak), r->events, r->waits,
-			 rss_kb(), st.segments, st.bytes, st.batches, st.records,
-			 st.fsyncs, st.skipped, st.reclaimed);
-		dd_ctl_append(r, "%s", line);
+		if (dd_stats_json(&b, r->st)) {
+			dd_in_control_done(r->in, 451, "4.3.0 Out of memory");
+			dd_buf_free(&b);
+			req_free(r);
+			return;
+		}
+		dd_ctl_append(r, "%s", b.p);
+		dd_buf_free(&b);
 		break;
 	}
 	text = r->out ? r->out : "";
@@ -155,6 +255,26 @@ void dd_ctl_done(struct dd_worker *w, struct dd_ctl_req *r)
 		text[--len] = 0;
 	dd_in_control_done(r->in, 250, text);
 	req_free(r);
+}
+
+/* Send r to every worker; the last to answer sends it back to origin. */
+static void ctl_post(struct dd_ctl_req *r)
+{
+	unsigned int i;
+
+	atomic_store(&r->left, dd_d.nworkers);
+	for (i = 0; i < dd_d.nworkers; i++) {
+		struct dd_mail *m = calloc(1, sizeof(*m));
+
+		if (!m) {
+			/* Answer for the worker we cannot reach. */
+			dd_ctl_answered(&dd_d.w[i], r);
+			continue;
+		}
+		m->type = DD_MAIL_CTL;
+		m->ctl = r;
+		dd_post(&dd_d.w[i], m);
+	}
 }
 
 static bool parse_qid(const char *s, uint64_t *qid)
@@ -218,18 +338,36 @@ bool dd_ctl_command(struct dd_worker *w, struct dd_in *in, const char *line)
 			if (*p >= 'A' && *p <= 'Z')
 				*p += 'a' - 'A';
 	}
-	atomic_store(&r->left, dd_d.nworkers);
-	for (i = 0; i < dd_d.nworkers; i++) {
-		struct dd_mail *m = calloc(1, sizeof(*m));
-
-		if (!m) {
-			/* Answer for the worker we cannot reach. */
-			dd_ctl_answered(&dd_d.w[i], r);
-			continue;
+	if (r->op == DD_CTL_STATS) {
+		r->st = stats_new();
+		if (!r->st) {
+			req_free(r);
+			dd_in_control_done(in, 451, "4.3.0 Out of memory");
+			return false;
 		}
-		m->type = DD_MAIL_CTL;
-		m->ctl = r;
-		dd_post(&dd_d.w[i], m);
 	}
+	ctl_post(r);
 	return true;
+}
+
+int dd_ctl_stats(struct dd_worker *w,
+		 void (*done)(struct dd_worker *w, struct dd_stats *st,
+			      void *arg), void *arg)
+{
+	struct dd_ctl_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->st = stats_new();
+	if (!r->st) {
+		free(r);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	r->op = DD_CTL_STATS;
+	r->origin = w;
+	r->done = done;
+	r->done_arg = arg;
+	ctl_post(r);
+	return 0;
 }

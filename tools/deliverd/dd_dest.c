@@ -412,6 +412,7 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 			} else {
 				snprintf(f->status, sizeof(f->status), "4.4.7");
 				a.status = "expired";
+				w->expired++;
 			}
 			snprintf(f->diag, sizeof(f->diag), "%s%s",
 				 code / 100 == 5 ? "" :
@@ -693,6 +694,21 @@ static uint64_t release_msgs(struct dd_dest *d, const struct dd_ctl_req *q)
 	return n;
 }
 
+/* Every destination with work or connections, for XSTATS and metrics. */
+void dd_dest_stats(struct dd_worker *w, struct dd_top *top)
+{
+	unsigned int i;
+	struct dd_dest *d;
+
+	for (i = 0; i < w->ndest_buckets; i++)
+		for (d = w->dests[i]; d; d = d->hnext)
+			if (d->nqueued || d->ndeferred || d->nactive ||
+			    d->nheld || d->nconns)
+				dd_top_add(top, d->domain,
+					   (uint64_t)d->nqueued + d->ndeferred +
+					   d->nactive + d->nheld, d->nconns);
+}
+
 void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *q)
 {
 	uint64_t n = 0, queued = 0, deferred = 0, active = 0, held = 0;
@@ -779,5 +795,7 @@ void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *q)
 	q->events += w->events;
 	q->waits += w->waits;
 	pthread_mutex_unlock(&q->lock);
+	if (q->op == DD_CTL_STATS)
+		dd_ctl_stats_worker(w, q);
 	dd_ctl_answered(w, q);
 }

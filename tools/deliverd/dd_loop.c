@@ -242,6 +242,9 @@ static void dispatch(struct dd_worker *w, const struct evq_cqe *e)
 	if (type != EVQ_CQE_READY || io->dead)
 		return;
 	switch (io->kind) {
+	case DD_IO_HTTP:
+		dd_http_event(w, io, (uint32_t)e->res);
+		break;
 	case DD_IO_LISTEN:
 		dd_in_accept(w, io);
 		break;
@@ -275,6 +278,8 @@ static void free_graves(struct dd_io *io)
 		next = io->gnext;
 		if (io->kind == DD_IO_IN)
 			dd_in_free(io);
+		else if (io->kind == DD_IO_HTTP)
+			dd_http_free(io);
 		else
 			dd_out_free(io);
 	}

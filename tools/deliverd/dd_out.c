@@ -793,6 +793,7 @@ struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 	d->nconns++;
 	d->nopening++;
 	w->out_conns++;
+	w->out_opened++;
 	if (w->out_conns > w->out_conns_peak)
 		w->out_conns_peak = w->out_conns;
 	{

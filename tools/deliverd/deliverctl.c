@@ -6,7 +6,7 @@
  *   deliverctl [-c config] [-S socket] submit [sendmail options] [rcpt ...]
  *   deliverctl merge [-f sender] [-r column] [-b batch] [--dry-run DIR] TEMPLATE CSV
  *   deliverctl queue [--json] | flush [domain] | hold ID|domain
- *              | release ID|domain | stats
+ *              | release ID|domain | stats [--json]
  *
  * Invoked as "sendmail" it is `submit`, as "mailq" it is `queue`.
  * Exit codes are sysexits(3)'s; see deliverctl(8).
@@ -38,7 +38,7 @@ static void usage(FILE *f, const char *prog)
 		"  flush [domain]         retry deferred mail now\n"
 		"  hold ID|domain         stop delivering a message or a destination\n"
 		"  release ID|domain      undo hold\n"
-		"  stats                  the daemon's counters (JSON)\n"
+		"  stats [--json]         the daemon's figures\n"
 		"The socket defaults to control_socket of the config file (%s),\n"
 		"else %s.\n", prog, DC_DEFAULT_CONFIG, DC_DEFAULT_SOCKET);
 }
@@ -210,11 +210,8 @@ static int cmd_simple(struct dc_global *g, int argc, char **argv)
 		what = key;
 		if (argc != 2)
 			goto usage;
-	} else {	/* stats */
-		verb = "XSTATS";
-		key = what = NULL;
-		if (argc != 1)
-			goto usage;
+	} else {
+		goto usage;
 	}
 	if (argc == 2) {
 		if (!word_ok(argv[1])) {
@@ -238,11 +235,79 @@ static int cmd_simple(struct dc_global *g, int argc, char **argv)
 usage:
 	if (!strcmp(name, "flush"))
 		fprintf(stderr, "usage: %s flush [domain]\n", g->prog);
-	else if (!strcmp(name, "stats"))
-		fprintf(stderr, "usage: %s stats\n", g->prog);
 	else
 		fprintf(stderr, "usage: %s %s QUEUE-ID|domain\n", g->prog, name);
 	return EX_USAGE;
+}
+
+/*
+ * One "name: value" line per figure of XSTATS's JSON lines, aligned:
+ * the totals' names as they are, then "worker N name" and "dest D name".
+ */
+static void print_stats(char *text, size_t len, bool print, int *width)
+{
+	struct dd_buf key = { 0 }, val = { 0 }, name = { 0 };
+	char *line;
+
+	for (line = text; line < text + len; line += strlen(line) + 1) {
+		char pre[300] = "";
+		unsigned int i;
+
+		if (dc_json_member(line, 0, &key, &val) &&
+		    (!strcmp(dc_buf_str(&key), "worker") ||
+		     !strcmp(dc_buf_str(&key), "dest")))
+			snprintf(pre, sizeof(pre), "%s %s ", dc_buf_str(&key),
+				 dc_buf_str(&val));
+		for (i = pre[0] ? 1 : 0; dc_json_member(line, i, &key, &val); i++) {
+			name.len = 0;
+			dc_buf_adds(&name, pre);
+			dc_buf_adds(&name, dc_buf_str(&key));
+			dc_buf_addc(&name, ':');
+			if (!print) {
+				if ((int)name.len > *width)
+					*width = (int)name.len;
+				continue;
+			}
+			printf("%-*s %s\n", *width, dc_buf_str(&name),
+			       dc_buf_str(&val));
+		}
+	}
+	dc_buf_free(&key);
+	dc_buf_free(&val);
+	dc_buf_free(&name);
+}
+
+static int cmd_stats(struct dc_global *g, int argc, char **argv)
+{
+	struct dc_reply r = { 0 };
+	bool json = false;
+	int ret, i, width = 0;
+	char *p;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j")) {
+			json = true;
+		} else {
+			fprintf(stderr, "usage: %s stats [--json]\n", g->prog);
+			return EX_USAGE;
+		}
+	}
+	ret = control(g, "XSTATS", &r);
+	if (ret)
+		goto out;
+	if (json) {
+		fputs(r.all.p, stdout);
+		goto out;
+	}
+	/* One JSON object a line: make the lines strings. */
+	for (p = r.all.p; p < r.all.p + r.all.len; p++)
+		if (*p == '\n')
+			*p = 0;
+	print_stats(r.all.p, r.all.len, false, &width);
+	print_stats(r.all.p, r.all.len, true, &width);
+out:
+	dc_reply_free(&r);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -312,8 +377,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[0], "queue"))
 		return cmd_queue(&g, argc, argv);
 	if (!strcmp(argv[0], "flush") || !strcmp(argv[0], "hold") ||
-	    !strcmp(argv[0], "release") || !strcmp(argv[0], "stats"))
+	    !strcmp(argv[0], "release"))
 		return cmd_simple(&g, argc, argv);
+	if (!strcmp(argv[0], "stats"))
+		return cmd_stats(&g, argc, argv);
 	if (!strcmp(argv[0], "help")) {
 		usage(stdout, g.prog);
 		return 0;

@@ -144,7 +144,8 @@ static int open_listeners(void)
 		io->ctl = true;
 		w->nlisten++;
 	}
-	return 0;
+	/* Bound here too: metrics_listen may be a privileged port. */
+	return dd_metrics_open();
 }
 
 static int watch_listeners(void)

@@ -798,7 +798,11 @@ static void fake_server(int lfd, const char *dir)
 				else
 					fputs("550 5.1.0 no such message or destination\r\n", out);
 			} else if (!strcasecmp(line, "XSTATS")) {
-				fputs("250 {\"injected\":10,\"delivered\":8}\r\n", out);
+				fputs("250-{\"injected\":10,\"delivered\":8,"
+				      "\"backend\":\"evq\"}\r\n"
+				      "250-{\"worker\":0,\"events\":5}\r\n"
+				      "250 {\"dest\":\"a.example\",\"backlog\":2}\r\n",
+				      out);
 			} else if (!strcasecmp(line, "QUIT")) {
 				fputs("221 2.0.0 Bye\r\n", out);
 				fflush(out);
@@ -847,6 +851,7 @@ TEST_F(tmp, control_commands)
 	char *h[] = { "deliverctl", "-S", sock, "hold", "example.com", NULL };
 	char *hu[] = { "deliverctl", "-S", sock, "hold", "0123456789ABCDEF", NULL };
 	char *st[] = { "deliverctl", "-S", sock, "stats", NULL };
+	char *sj[] = { "deliverctl", "-S", sock, "stats", "--json", NULL };
 
 	ASSERT_EQ(0, run(self->dir, NULL, q));
 	s = file_in(self->dir, "stdout");
@@ -878,7 +883,18 @@ TEST_F(tmp, control_commands)
 	free(s);
 	ASSERT_EQ(0, run(self->dir, NULL, st));
 	s = file_in(self->dir, "stdout");
-	EXPECT_STREQ("{\"injected\":10,\"delivered\":8}\n", s);
+	/* One aligned "name: value" line per figure. */
+	EXPECT_STREQ("injected:               10\n"
+		     "delivered:              8\n"
+		     "backend:                evq\n"
+		     "worker 0 events:        5\n"
+		     "dest a.example backlog: 2\n", s);
+	free(s);
+	ASSERT_EQ(0, run(self->dir, NULL, sj));
+	s = file_in(self->dir, "stdout");
+	EXPECT_STREQ("{\"injected\":10,\"delivered\":8,\"backend\":\"evq\"}\n"
+		     "{\"worker\":0,\"events\":5}\n"
+		     "{\"dest\":\"a.example\",\"backlog\":2}\n", s);
 	free(s);
 	s = file_in(self->dir, "log");
 	EXPECT_NE(NULL, strstr(s, "XFLUSH example.com\n"));
