@@ -157,7 +157,7 @@ static int canon_body(struct sink *s, const char *b, size_t len)
 	while (i < len) {
 		const char *nl = memmem(b + i, len - i, "\r\n", 2);
 		size_t e = nl ? (size_t)(nl - b) : len;
-		size_t next = nl ? e + 2 : len, end = e, k;
+		size_t next = nl ? e + 2 : len, end = e, k, seg;
 
 		while (end > i && is_wsp(b[end - 1]))
 			end--;
@@ -170,23 +170,28 @@ static int canon_body(struct sink *s, const char *b, size_t len)
 		for (; empty; empty--)
 			if (sink_add(s, "\r\n", 2))
 				return -ENOMEM;
-		for (k = i; k < end;) {
-			size_t run = k;
-
-			if (is_wsp(b[k])) {
-				while (k < end && is_wsp(b[k]))
-					k++;
-				if (sink_add(s, " ", 1))
-					return -ENOMEM;
+		/*
+		 * Most text is canonical already: copy it in long segments,
+		 * breaking them only at a TAB or at SP followed by WSP.  No
+		 * run reaches end: the WSP before it is gone.
+		 */
+		for (seg = k = i; k < end; k++) {
+			if (b[k] != '\t' && (b[k] != ' ' || !is_wsp(b[k + 1])))
 				continue;
-			}
-			while (k < end && !is_wsp(b[k]))
-				k++;
-			if (sink_add(s, b + run, k - run))
+			if (sink_add(s, b + seg, k - seg) || sink_add(s, " ", 1))
 				return -ENOMEM;
+			while (is_wsp(b[k + 1]))
+				k++;
+			seg = k + 1;
 		}
-		if (sink_add(s, "\r\n", 2))
+		/* the line's own CRLF goes with it when nothing was cut */
+		if (end == e && nl) {
+			if (sink_add(s, b + seg, next - seg))
+				return -ENOMEM;
+		} else if (sink_add(s, b + seg, end - seg) ||
+			   sink_add(s, "\r\n", 2)) {
 			return -ENOMEM;
+		}
 		i = next;
 	}
 	return sink_flush(s);
