@@ -95,7 +95,8 @@ int dd_dkim_canon_header(struct dd_buf *out, const char *raw, size_t len,
 	for (i = (size_t)(colon - raw) + 1; i < len; i++) {
 		char c = raw[i];
 
-		if (c == '\n' || (c == '\r' && i + 1 < len && raw[i + 1] == '\n'))
+		if (c == '\n' ||
+		    (c == '\r' && i + 1 < len && raw[i + 1] == '\n'))
 			continue;
 		if (is_wsp(c)) {
 			space = true;
@@ -178,7 +179,8 @@ static int canon_body(struct sink *s, const char *b, size_t len)
 		for (seg = k = i; k < end; k++) {
 			if (b[k] != '\t' && (b[k] != ' ' || !is_wsp(b[k + 1])))
 				continue;
-			if (sink_add(s, b + seg, k - seg) || sink_add(s, " ", 1))
+			if (sink_add(s, b + seg, k - seg) ||
+			    sink_add(s, " ", 1))
 				return -ENOMEM;
 			while (is_wsp(b[k + 1]))
 				k++;

@@ -89,7 +89,8 @@ TEST(canon_body)
 	EXPECT_STREQ("abc\r\n", CB("abc  \t"));
 	EXPECT_STREQ("a\r\n\r\nb\r\n", CB("a\r\n\r\nb"));
 	/* empty lines inside are kept, trailing ones (WSP only too) dropped */
-	EXPECT_STREQ("a\r\n\r\n\r\nb\r\n", CB("a\r\n \r\n\t\r\nb\r\n\r\n \r\n"));
+	EXPECT_STREQ("a\r\n\r\n\r\nb\r\n",
+		     CB("a\r\n \r\n\t\r\nb\r\n\r\n \r\n"));
 	EXPECT_STREQ("\r\nx\r\n", CB("  \r\nx\r\n"));
 	/* WSP runs inside a line become one SP, leading WSP too */
 	EXPECT_STREQ(" a b c\r\n", CB("\t a  \t b\t\tc \r\n"));
@@ -118,7 +119,8 @@ TEST(canon_body_long)
 	int i;
 
 	for (i = 0; i < 20000; i++) {
-		ASSERT_EQ(0, dd_buf_addf(&in, "line %d  \t with  runs\t\r\n", i));
+		ASSERT_EQ(0, dd_buf_addf(&in, "line %d  \t with  runs\t\r\n",
+					 i));
 		ASSERT_EQ(0, dd_buf_addf(&want, "line %d with runs\r\n", i));
 	}
 	for (i = 0; i < 100; i++)
@@ -385,7 +387,8 @@ static bool verify(const char *sig, const char *msg, size_t len,
 
 	if (!h || !bh || !b || !ctx)
 		goto out;
-	for (nm = strtok_r(h, ":", &save); nm; nm = strtok_r(NULL, ":", &save)) {
+	for (nm = strtok_r(h, ":", &save); nm;
+	     nm = strtok_r(NULL, ":", &save)) {
 		struct dd_wire_field f, last = { 0 };
 		size_t pos = 0;
 		unsigned int n = 0, k, want, idx = 0;

@@ -151,7 +151,8 @@ MSG = crlf("From: Joe SixPack <joe@sign.test>\n"
            "\t  \n"
            "Joe.\n"
            "\n"
-           "\n").replace(b"hungry", "hüngry".encode()) + b"caf\xe9 \xff\r\n\r\n"
+           "\n").replace(b"hungry", "hüngry".encode()) + \
+    b"caf\xe9 \xff\r\n\r\n"
 
 
 @test("dkim_rsa", "dkim: RSA-2048, DATA with folded headers, dot lines and "
