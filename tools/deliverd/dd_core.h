@@ -152,6 +152,7 @@ struct dd_daemon {
 	struct dd_conf conf;
 	struct dd_spool *spool;
 	struct dd_routes *routes;
+	struct dd_dkim *dkim;		/* signing keys; NULL: none (dd_dkim.h) */
 	struct dd_worker *w;
 	unsigned int nworkers;
 	bool kmod;			/* the evq backend is in use */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "dd_core.h"
+#include "dd_dkim.h"
 #include "dd_log.h"
 
 #define DD_IN_IDLE_NS	(300ULL * 1000000000ULL)	/* RFC 5321 4.5.3.2.7 */
@@ -158,8 +159,36 @@ void dd_in_injected(struct dd_worker *w, struct dd_mail *m)
 	in_pump(in);
 }
 
+/*
+ * DKIM: sign before the spool, so the stored message is the signed one
+ * (sendfile sends it as it is, a retry sends the same signature).  The
+ * signatures go on top, above our Received:, as a signer's fields
+ * conventionally do: whatever is added later is added above them.  out
+ * then holds the whole message and s points to it.  This runs on the
+ * event-loop thread: RSA-2048 costs about 1 ms a message.
+ */
+static int dkim_sign(struct dd_submit *s, struct dd_buf *out)
+{
+	int r;
+
+	if (!dd_d.dkim)
+		return 0;
+	r = dd_dkim_sign(dd_d.dkim, s->body, s->body_len, time(NULL), out);
+	if (r <= 0) {
+		if (r < 0)
+			dd_err("DKIM signing failed: %s", strerror(-r));
+		return r;
+	}
+	if (dd_buf_add(out, s->body, s->body_len))
+		return -ENOMEM;
+	s->body = out->p;
+	s->body_len = out->len;
+	return 0;
+}
+
 static int in_submit(struct dd_in *in, const struct dd_smtpd_msg *sm)
 {
+	struct dd_buf sig = DD_BUF_INIT;
 	struct dd_sub *sub = malloc(sizeof(*sub));
 	struct dd_submit s = {
 		.sender = sm->sender, .rcpts = sm->rcpts, .nrcpt = sm->nrcpt,
@@ -174,7 +203,10 @@ static int in_submit(struct dd_in *in, const struct dd_smtpd_msg *sm)
 	sub->in = in;
 	sub->smsg = sm;
 	s.arg = sub;
-	err = dd_spool_submit(dd_d.spool, &s);
+	err = dkim_sign(&s, &sig);
+	if (!err)
+		err = dd_spool_submit(dd_d.spool, &s);
+	dd_buf_free(&sig);
 	if (err) {
 		free(sub);
 		return err;
@@ -407,6 +439,13 @@ int dd_inject_local(const char *sender, const char *const *rcpts,
 		.flags = flags, .body = body, .body_len = len,
 		.done = local_submitted,
 	};
+	struct dd_buf sig = DD_BUF_INIT;
+	int err;
 
-	return dd_spool_submit(dd_d.spool, &s);
+	/* Unsigned is better than no bounce at all. */
+	if (dkim_sign(&s, &sig))
+		dd_warn("a bounce goes out without its DKIM signature");
+	err = dd_spool_submit(dd_d.spool, &s);
+	dd_buf_free(&sig);
+	return err;
 }

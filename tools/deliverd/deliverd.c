@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dd_core.h"
+#include "dd_dkim.h"
 #include "dd_log.h"
 #include "dd_tls.h"
 
@@ -261,6 +262,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "deliverd: %s\n", rerr);
 		return 1;
 	}
+	/* Keys are read before dropping privileges: they may be root's. */
+	if (dd_dkim_load(&dd_d.dkim, dd_d.conf.dkim_keys_file,
+			 dd_d.conf.dkim_headers, rerr, sizeof(rerr))) {
+		fprintf(stderr, "deliverd: %s\n", rerr);
+		return 1;
+	}
 	if (print) {
 		dd_conf_print(&dd_d.conf, stdout);
 		return 0;
@@ -284,6 +291,8 @@ int main(int argc, char **argv)
 		dd_err("%s", rerr);
 		return 1;
 	}
+	if (dd_d.dkim)
+		dd_info("DKIM: %u signing keys", dd_dkim_count(dd_d.dkim));
 	if (!dd_d.routes) {
 		dd_warn("routes file %s: %s; every domain is unroutable",
 			dd_d.conf.routes_file, rerr);
