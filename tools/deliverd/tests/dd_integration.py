@@ -2559,13 +2559,13 @@ def t_corrupt(ctx):
 def load_test_modules():
     """Tests of one part each live in tests/dd_it_*.py; they register
     with @test like the ones above, importing this module by name."""
-    import importlib.util
+    import importlib
     sys.modules.setdefault("dd_integration", sys.modules[__name__])
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    # Imported by name, so a module another one imports loads only once.
     for path in sorted(glob.glob(os.path.join(HERE, "dd_it_*.py"))):
-        name = os.path.splitext(os.path.basename(path))[0]
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        importlib.import_module(os.path.splitext(os.path.basename(path))[0])
 
 
 if __name__ == "__main__":

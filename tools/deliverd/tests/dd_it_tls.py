@@ -383,14 +383,19 @@ def t_bodies_buffered(ctx):
     check(not bad, "entries %r" % bad)
 
 
-def need_ktls():
-    """The tls ULP, and the kernel's AEADs for it: the kernel loads them by
-    itself only where it can run modprobe (not in the VM's chroot), and
-    OpenSSL quietly does without kTLS when setting the key fails."""
+def try_ktls():
+    """Is kernel TLS possible?  It needs the tls ULP, and the kernel's
+    AEADs for it: the kernel loads them by itself only where it can run
+    modprobe (not in the VM's chroot), and OpenSSL quietly does without
+    kTLS when setting the key fails."""
     if os.geteuid() == 0:
         for m in ("tls", "ctr", "gcm", "ghash-generic", "chacha20poly1305"):
             subprocess.run(["modprobe", "-q", m], capture_output=True)
-    if not ulp_listed():
+    return ulp_listed()
+
+
+def need_ktls():
+    if not try_ktls():
         raise Skip("no kernel TLS: 'tls' not in "
                    "/proc/sys/net/ipv4/tcp_available_ulp and modprobe tls "
                    "failed or not root")
