@@ -7,6 +7,7 @@
 #define DD_DEST_H
 
 #include "dd_core.h"
+#include "dd_shape.h"
 
 #define DD_TX_RCPTS	100	/* recipients per transaction (RFC 5321 4.5.3.1.8) */
 
@@ -64,6 +65,7 @@ struct dd_dest {
 	double tokens;			/* dest_rate's bucket */
 	uint64_t tokens_ns;
 	struct dd_timer timer;		/* rate limit wake-up */
+	struct dd_shape_dest shape;	/* limits and throttle (dd_shape_dest.c) */
 	struct dd_worker *w;
 	uint64_t delivered, failed, deferrals;
 };

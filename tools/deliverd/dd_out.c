@@ -39,6 +39,7 @@ struct dd_out {
 	bool idle;
 	bool timed_out;
 	bool greeted;			/* a transaction was possible */
+	bool leaving;			/* shaping: close after this transaction */
 	int sf_fd;
 	uint64_t sf_off, sf_left;
 	struct dd_tx *tx;		/* while busy; idle sessions hold none */
@@ -336,7 +337,10 @@ static bool start_tx(struct dd_out *o)
 {
 	unsigned int i;
 
-	if (o->nmsgs >= dd_d.conf.conn_max_msgs)
+	/* shaping: max_msgs, or over a lowered limit (dd_shape_dest.c) */
+	if (!o->leaving && !dd_shape_conn_more(o->d, o->ref, o->nmsgs))
+		o->leaving = true;
+	if (o->leaving)
 		return false;
 	if (!o->tx) {
 		o->tx = malloc(sizeof(*o->tx));
@@ -392,8 +396,7 @@ static void out_pump(struct dd_out *o)
 			}
 			if (start_tx(o))
 				break;
-			if (o->nmsgs < dd_d.conf.conn_max_msgs &&
-			    !dd_d.stop) {
+			if (!o->leaving && !dd_d.stop) {
 				go_idle(o);
 				return;
 			}
@@ -568,6 +571,7 @@ struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 	snprintf(o->host, sizeof(o->host), "%s", rt->name);
 	d->nconns++;
 	d->nopening++;
+	dd_shape_opened(d, t->ref);	/* shaping: counts for its host */
 	w->out_conns++;
 	if (w->out_conns > w->out_conns_peak)
 		w->out_conns_peak = w->out_conns;

@@ -26,6 +26,7 @@
 
 #include "dd_core.h"
 #include "dd_log.h"
+#include "dd_shape.h"
 
 #define MAX_OVERRIDES	128
 
@@ -257,6 +258,12 @@ int main(int argc, char **argv)
 			   sizeof(rerr));
 	if (r && !(r == -ENOENT && !check)) {
 		fprintf(stderr, "deliverd: %s\n", rerr);
+		return 1;
+	}
+	/* Limits per destination and MX host (dd_shape.c). */
+	if (dd_shape_load(&dd_shape_tab, dd_d.conf.shaping_file, err,
+			  sizeof(err))) {
+		fprintf(stderr, "deliverd: %s\n", err);
 		return 1;
 	}
 	if (print) {
