@@ -37,10 +37,14 @@
 
 struct dd_shape_table *dd_shape_tab;
 
+/* A host unused this long, with no session, is forgotten. */
+#define HOST_IDLE_NS	(600 * 1000000000ULL)
+
 struct dd_shape_host {
 	struct dd_shape_host *hnext;
 	struct dd_shape_limits lim;
 	unsigned int nconns, nleaving;
+	uint64_t used_ns;		/* last asked for a connection */
 	struct dd_bucket conn_b, msg_b;
 	struct dd_dest *waiters;	/* destinations waiting for a slot */
 	char name[];
@@ -49,6 +53,7 @@ struct dd_shape_host {
 struct dd_shape_hosts {
 	struct dd_shape_host **b;
 	unsigned int nb, n;
+	unsigned int sweep;		/* next bucket to look for idle hosts */
 };
 
 static uint32_t host_hash(const char *s)
@@ -84,6 +89,29 @@ static void hosts_rehash(struct dd_shape_hosts *hs)
 }
 
 /*
+ * Forget the idle hosts of one bucket, a different one each time a host
+ * is added, so that MX hosts seen once do not pile up over weeks.  Only
+ * hosts nothing points to go: no session (its ref), no waiter.
+ */
+static void hosts_sweep(struct dd_shape_hosts *hs, uint64_t now)
+{
+	struct dd_shape_host **pp, *h;
+
+	if (!hs->nb)
+		return;
+	pp = &hs->b[hs->sweep++ % hs->nb];
+	while ((h = *pp)) {
+		if (!h->nconns && !h->waiters && now - h->used_ns > HOST_IDLE_NS) {
+			*pp = h->hnext;
+			hs->n--;
+			free(h);
+			continue;
+		}
+		pp = &h->hnext;
+	}
+}
+
+/*
  * This worker's state for host name, made on first use.  NULL without
  * memory: the host is then not limited, which beats not delivering.
  */
@@ -109,6 +137,7 @@ static struct dd_shape_host *host_get(struct dd_worker *w, const char *name)
 			if (!strcasecmp(h->name, name))
 				return h;
 	}
+	hosts_sweep(hs, dd_mono_ns());
 	if (hs->n >= hs->nb)
 		hosts_rehash(hs);
 	if (!hs->nb)
@@ -203,6 +232,8 @@ bool dd_shape_may_open(struct dd_dest *d, struct dd_target *t)
 	struct dd_shape_host *h = host_get(d->w, t->mx ? t->mx : t->r.name);
 	uint64_t now = dd_mono_ns(), wait;
 
+	if (h)
+		h->used_ns = now;
 	/* No point in a session that would wait for its first message. */
 	if (!msg_ready(d, h, now))
 		return false;
