@@ -636,6 +636,8 @@ void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *q)
 		struct dd_dest *d;
 
 		for (d = w->dests[i]; d; d = d->hnext) {
+			char shape[128];	/* shaping's fields */
+
 			switch (q->op) {
 			case DD_CTL_QUEUE:
 				if (!d->nqueued && !d->ndeferred &&
@@ -643,18 +645,18 @@ void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *q)
 				    !dd_shape_throttled(d))
 					break;
 				dests++;
+				dd_shape_ctl(d, shape, sizeof(shape));
 				dd_ctl_append(q,
 					"{\"dest\":\"%s\",\"queued\":%u,\"deferred\":%u,"
 					"\"active\":%u,\"held\":%u,\"conns\":%u,"
 					"\"dest_held\":%s,\"backoff_until\":%lld,"
-					"\"delivered\":%llu,\"failed\":%llu",
+					"\"delivered\":%llu,\"failed\":%llu%s}\n",
 					d->domain, d->nqueued, d->ndeferred,
 					d->nactive, d->nheld, d->nconns,
 					d->held ? "true" : "false",
 					(long long)d->backoff_until,
 					(unsigned long long)d->delivered,
-					(unsigned long long)d->failed);
-				dd_shape_ctl(d, q);	/* shaping: closes the line */
+					(unsigned long long)d->failed, shape);
 				break;
 			case DD_CTL_FLUSH:
 				if (!ctl_match(q, d))

@@ -200,7 +200,10 @@ bool dd_shape_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 /* dd_dest_retry, each second: the throttle's recovery. */
 void dd_shape_tick(struct dd_dest *d);
 bool dd_shape_throttled(const struct dd_dest *d);
-/* dd_dest_ctl: ",\"throttled\":...}\n" closing the destination's line. */
-void dd_shape_ctl(struct dd_dest *d, struct dd_ctl_req *q);
+/*
+ * dd_dest_ctl: ",\"throttled\":...,\"eff_rate\":..." for the destination's
+ * line, which must go out in one dd_ctl_append(): workers answer at once.
+ */
+void dd_shape_ctl(struct dd_dest *d, char *buf, size_t len);
 
 #endif /* DD_SHAPE_H */

@@ -410,12 +410,12 @@ bool dd_shape_throttled(const struct dd_dest *d)
 	return d->shape.th.on;
 }
 
-void dd_shape_ctl(struct dd_dest *d, struct dd_ctl_req *q)
+void dd_shape_ctl(struct dd_dest *d, char *buf, size_t len)
 {
 	struct dd_shape_dest *s = sd(d);
 
-	dd_ctl_append(q, ",\"throttled\":%s,\"eff_concurrency\":%u,"
-		      "\"eff_rate\":%.3f}\n", s->th.on ? "true" : "false",
-		      dd_throttle_conc(&s->th, &s->cfg),
-		      dd_throttle_rate(&s->th, &s->cfg));
+	snprintf(buf, len, ",\"throttled\":%s,\"eff_concurrency\":%u,"
+		 "\"eff_rate\":%.3f", s->th.on ? "true" : "false",
+		 dd_throttle_conc(&s->th, &s->cfg),
+		 dd_throttle_rate(&s->th, &s->cfg));
 }
