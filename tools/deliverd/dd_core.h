@@ -102,6 +102,7 @@ struct dd_mail {
 
 struct dd_dest;
 struct dd_dns;
+struct dd_shape_hosts;
 
 struct dd_worker {
 	unsigned int idx;
@@ -128,6 +129,9 @@ struct dd_worker {
 
 	/* this thread's resolver and its cache (dd_dns.c) */
 	struct dd_dns *dns;
+
+	/* MX hosts' connection counts and buckets (dd_shape_dest.c) */
+	struct dd_shape_hosts *shape_hosts;
 
 	/* listeners this worker accepts on */
 	struct dd_io listen_io[DD_LISTEN_MAX + 1];

@@ -194,35 +194,6 @@ void dd_dest_msg(struct dd_worker *w, struct dd_msg *msg)
 	}
 }
 
-/* Token bucket: dest_rate messages per second, a burst of one second's. */
-static bool rate_ok(struct dd_dest *d)
-{
-	unsigned int rate = dd_d.conf.dest_rate;
-	uint64_t now;
-
-	if (!rate)
-		return true;
-	now = dd_mono_ns();
-	d->tokens += (double)(now - d->tokens_ns) * rate / 1e9;
-	d->tokens_ns = now;
-	if (d->tokens > rate)
-		d->tokens = rate;
-	if (d->tokens >= 1) {
-		d->tokens -= 1;
-		return true;
-	}
-	return false;
-}
-
-static void rate_wake(struct dd_worker *w, struct dd_timer *t)
-{
-	struct dd_dest *d = (struct dd_dest *)((char *)t -
-					       offsetof(struct dd_dest, timer));
-
-	(void)w;
-	mark_runnable(d);
-}
-
 bool dd_dest_take(struct dd_dest *d, struct dd_tx *tx)
 {
 	struct dd_rcpt *r = d->qhead;
@@ -230,15 +201,9 @@ bool dd_dest_take(struct dd_dest *d, struct dd_tx *tx)
 	tx->n = 0;
 	if (!r || d->held || d->backoff_until > dd_now())
 		return false;
-	if (!rate_ok(d)) {
-		uint64_t wait = (uint64_t)((1 - d->tokens) * 1e9 /
-					   dd_d.conf.dest_rate);
-
-		d->timer.fire = rate_wake;
-		if (!d->timer.slot)
-			dd_timer_set(d->w, &d->timer, dd_mono_ns() + wait + 1);
+	/* shaping: the message rate (dd_shape_dest.c) */
+	if (!dd_shape_may_send(d))
 		return false;
-	}
 	tx->msg = r->msg;
 	/* The message's recipients here arrive together: take the run. */
 	while (r && r->msg == tx->msg && tx->n < DD_TX_RCPTS) {
@@ -358,6 +323,8 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 	unsigned int i, nfail = 0, nfin = 0;
 	int64_t now = dd_now();
 
+	/* shaping: a "slow down" reply throttles (dd_shape_dest.c) */
+	dd_shape_result(d, res);
 	for (i = 0; i < tx->n; i++) {
 		struct dd_rcpt *r = tx->rcpt[i];
 		const struct dd_smtp_reply *rr =
@@ -490,16 +457,19 @@ void dd_dest_closed(struct dd_dest *d, struct dd_out *o, bool failed,
 		    const struct dd_smtp_reply *rp, const char *host,
 		    const char *why)
 {
-	(void)o;
+	bool throttled;
+
 	d->nconns--;
 	if (failed)
 		d->nopening--;
+	/* shaping: count the close; a throttling refusal does not suspend */
+	throttled = dd_shape_closed(d, o, failed, rp);
 	if (!d->route && dd_mx_closed(d, o, failed, why)) {
 		/* Another address or MX host is left: no suspension yet. */
 		mark_runnable(d);
 		return;
 	}
-	if (failed) {
+	if (failed && !throttled) {
 		int64_t now = dd_now();
 		uint64_t s = dd_d.conf.dest_backoff;
 		unsigned int n = ++d->backoff_n;
@@ -569,7 +539,8 @@ void dd_dest_kick(struct dd_dest *d)
 		}
 	}
 	/* Idle sessions first: no handshake to pay. */
-	while (d->idle && d->qhead) {
+	while (d->idle && d->qhead &&
+	       dd_shape_may_resume(d, d->idle)) {	/* shaping */
 		struct dd_out *o = d->idle;
 
 		d->idle = dd_out_next_idle(o);
@@ -581,7 +552,7 @@ void dd_dest_kick(struct dd_dest *d)
 	 * sessions still opening will each take one; busy ones may be busy
 	 * for long (a slow server), so they are not counted on.
 	 */
-	want = dd_d.conf.dest_concurrency;
+	want = dd_shape_concurrency(d);		/* shaping */
 	while (d->nconns < want && d->nruns > d->nopening && d->qhead &&
 	       d->backoff_until <= dd_now()) {
 		struct dd_target t = { .mx = NULL };
@@ -589,6 +560,8 @@ void dd_dest_kick(struct dd_dest *d)
 		if (d->route)
 			t.r = *d->route;
 		else if (!dd_mx_target(d, &t))
+			break;
+		if (!dd_shape_may_open(d, &t))		/* shaping */
 			break;
 		if (!dd_out_open(d, &t))
 			break;
@@ -627,6 +600,7 @@ void dd_dest_retry(struct dd_worker *w, struct dd_timer *t)
 				d->ndeferred--;
 				enqueue(d, r);
 			}
+			dd_shape_tick(d);	/* shaping: throttle recovery */
 			if (d->qhead && d->backoff_until <= now)
 				mark_runnable(d);
 		}
@@ -727,23 +701,27 @@ void dd_dest_ctl(struct dd_worker *w, struct dd_ctl_req *q)
 		struct dd_dest *d;
 
 		for (d = w->dests[i]; d; d = d->hnext) {
+			char shape[128];	/* shaping's fields */
+
 			switch (q->op) {
 			case DD_CTL_QUEUE:
 				if (!d->nqueued && !d->ndeferred &&
-				    !d->nactive && !d->nheld && !d->nconns)
+				    !d->nactive && !d->nheld && !d->nconns &&
+				    !dd_shape_throttled(d))
 					break;
 				dests++;
+				dd_shape_ctl(d, shape, sizeof(shape));
 				dd_ctl_append(q,
 					"{\"dest\":\"%s\",\"queued\":%u,\"deferred\":%u,"
 					"\"active\":%u,\"held\":%u,\"conns\":%u,"
 					"\"dest_held\":%s,\"backoff_until\":%lld,"
-					"\"delivered\":%llu,\"failed\":%llu}\n",
+					"\"delivered\":%llu,\"failed\":%llu%s}\n",
 					d->domain, d->nqueued, d->ndeferred,
 					d->nactive, d->nheld, d->nconns,
 					d->held ? "true" : "false",
 					(long long)d->backoff_until,
 					(unsigned long long)d->delivered,
-					(unsigned long long)d->failed);
+					(unsigned long long)d->failed, shape);
 				break;
 			case DD_CTL_FLUSH:
 				if (!ctl_match(q, d))

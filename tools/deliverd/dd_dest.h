@@ -7,6 +7,7 @@
 #define DD_DEST_H
 
 #include "dd_core.h"
+#include "dd_shape.h"
 
 #define DD_TX_RCPTS	100	/* recipients per transaction (RFC 5321 4.5.3.1.8) */
 
@@ -42,7 +43,8 @@ struct dd_conn_info {
 struct dd_target {
 	struct dd_route r;		/* address and its "host:port" name */
 	const char *mx;			/* MX host name, NULL for a static route */
-	void *ref;			/* dd_dest.c's (the MX host's state) */
+	void *ref;			/* dd_mx.c's (the address's state) */
+	void *shape;			/* dd_shape_dest.c's (the host's limits) */
 };
 
 struct dd_dest {
@@ -66,6 +68,7 @@ struct dd_dest {
 	double tokens;			/* dest_rate's bucket */
 	uint64_t tokens_ns;
 	struct dd_timer timer;		/* rate limit wake-up */
+	struct dd_shape_dest shape;	/* limits and throttle (dd_shape_dest.c) */
 	struct dd_worker *w;
 	uint64_t delivered, failed, deferrals;
 };
@@ -90,6 +93,7 @@ void dd_dest_wake(struct dd_dest *d);
 struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t);
 /* The target's ref and mx the session was opened with. */
 void *dd_out_ref(const struct dd_out *o);
+void *dd_out_shape(const struct dd_out *o);
 const char *dd_out_mx(const struct dd_out *o);
 /* An idle session: take work now, or QUIT if there is none. */
 void dd_out_resume(struct dd_out *o);

@@ -50,11 +50,13 @@ struct dd_out {
 	bool idle;
 	bool timed_out;
 	bool greeted;			/* a transaction was possible */
+	bool leaving;			/* shaping: close after this transaction */
 	int sf_fd;
 	uint64_t sf_off, sf_left;
 	struct dd_tx *tx;		/* while busy; idle sessions hold none */
 	const char *mx;			/* the target's, kept alive by dd_dest.c */
 	void *ref;
+	void *shape;
 	struct dd_smtpc_msg m;
 	unsigned int nmsgs;
 	uint64_t t_conn, t_tx;
@@ -79,6 +81,11 @@ static uint64_t secs(unsigned int s)
 void *dd_out_ref(const struct dd_out *o)
 {
 	return o->ref;
+}
+
+void *dd_out_shape(const struct dd_out *o)
+{
+	return o->shape;
 }
 
 const char *dd_out_mx(const struct dd_out *o)
@@ -470,7 +477,10 @@ static bool start_tx(struct dd_out *o)
 {
 	unsigned int i;
 
-	if (o->nmsgs >= dd_d.conf.conn_max_msgs)
+	/* shaping: max_msgs, or over a lowered limit (dd_shape_dest.c) */
+	if (!o->leaving && !dd_shape_conn_more(o->d, o->shape, o->nmsgs))
+		o->leaving = true;
+	if (o->leaving)
 		return false;
 	if (!o->tx) {
 		o->tx = malloc(sizeof(*o->tx));
@@ -559,8 +569,7 @@ static void out_pump(struct dd_out *o)
 			}
 			if (start_tx(o))
 				break;
-			if (o->nmsgs < dd_d.conf.conn_max_msgs &&
-			    !dd_d.stop) {
+			if (!o->leaving && !dd_d.stop) {
 				go_idle(o);
 				return;
 			}
@@ -786,12 +795,14 @@ struct dd_out *dd_out_open(struct dd_dest *d, const struct dd_target *t)
 	o->d = d;
 	o->mx = t->mx;
 	o->ref = t->ref;
+	o->shape = t->shape;
 	o->state = OUT_CONNECTING;
 	o->timer.fire = out_timeout;
 	o->t_conn = dd_mono_ns();
 	snprintf(o->host, sizeof(o->host), "%s", rt->name);
 	d->nconns++;
 	d->nopening++;
+	dd_shape_opened(d, t->shape);	/* shaping: counts for its host */
 	w->out_conns++;
 	w->out_opened++;
 	if (w->out_conns > w->out_conns_peak)

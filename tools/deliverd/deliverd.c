@@ -28,6 +28,7 @@
 #include "dd_dkim.h"
 #include "dd_log.h"
 #include "dd_tls.h"
+#include "dd_shape.h"
 
 #define MAX_OVERRIDES	128
 
@@ -266,6 +267,12 @@ int main(int argc, char **argv)
 	if (dd_dkim_load(&dd_d.dkim, dd_d.conf.dkim_keys_file,
 			 dd_d.conf.dkim_headers, rerr, sizeof(rerr))) {
 		fprintf(stderr, "deliverd: %s\n", rerr);
+		return 1;
+	}
+	/* Limits per destination and MX host (dd_shape.c). */
+	if (dd_shape_load(&dd_shape_tab, dd_d.conf.shaping_file, err,
+			  sizeof(err))) {
+		fprintf(stderr, "deliverd: %s\n", err);
 		return 1;
 	}
 	if (print) {
