@@ -235,8 +235,9 @@ static const struct setting settings[] = {
 	  "key=value ...\" or \"mx:host key=value ...\" with keys "
 	  "concurrency, conn_rate, msg_rate and max_msgs." },
 	{ "throttle_patterns", T_STRING, OFF(throttle_patterns),
-	  "421 *|4?? 4.7.* *|4?? * *rate limit*|4?? * *too many*|"
-	  "4?? * *try again later*|4?? * *throttl*", NULL, 0, 0, NULL,
+	  "421 *|4?? 4.7.* *|4?? * *rate limit*|4?? * *too many conn*|"
+	  "4?? * *too many mess*|4?? * *try again later*|4?? * *throttl*",
+	  NULL, 0, 0, NULL,
 	  "Shaping",
 	  "Replies that mean \"slow down\": '|'-separated shell patterns "
 	  "matched without case against \"CODE ENH TEXT\" (ENH \"-\" when "
