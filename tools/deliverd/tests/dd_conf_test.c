@@ -880,6 +880,25 @@ TEST(routes_precedence)
 	EXPECT_EQ(0U, dd_routes_count(NULL));
 }
 
+/* SMTPUTF8 domains: octets as given (ASCII letters without case), no IDNA. */
+TEST(routes_utf8)
+{
+	struct dd_routes *r = load_routes(_metadata,
+		"B\xc3\xbc" "cher.example 127.0.0.1:2601\n"
+		".\xe4\xbe\x8b.test      127.0.0.2:2602\n"
+		"xn--bcher-kva.example 127.0.0.3:2603\n");
+
+	ASSERT_NE(NULL, r);
+	EXPECT_STREQ("127.0.0.1:2601", route_of(r, "b\xc3\xbc" "cher.example"));
+	EXPECT_STREQ("127.0.0.1:2601", route_of(r, "B\xc3\xbc" "CHER.example"));
+	EXPECT_STREQ("127.0.0.2:2602", route_of(r, "a.\xe4\xbe\x8b.test"));
+	/* the A-label is another domain here */
+	EXPECT_STREQ("127.0.0.3:2603", route_of(r, "xn--bcher-kva.example"));
+	/* upper-case U+00DC is not folded: not the same octets */
+	EXPECT_STREQ("(none)", route_of(r, "b\xc3\x9c" "cher.example"));
+	dd_routes_free(r);
+}
+
 TEST(routes_addresses)
 {
 	const struct dd_route *rt;
