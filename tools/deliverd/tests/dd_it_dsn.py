@@ -391,3 +391,28 @@ def t_dsn_sink(ctx):
                     rb"ORCPT=rfc822;r\+2Bx@sink\.test\r?$", dumped, re.M),
           "X-Rcpt-Args: %r" % dumped[:400])
     no_more(b, 0, wait=1)
+
+
+@test("dsn_submit", "dsn: deliverctl submit -N, -R and -V (sendmail) reach "
+      "a DSN server as NOTIFY, RET and ENVID (xtext); bad -R is a usage "
+      "error, bad -N refused by the daemon")
+def t_dsn_submit(ctx):
+    d, s, b = setup(ctx, ["--dsn"])
+    d.ctl_ok("submit", "-f", "alice@sender.test", "-N", "success,failure",
+             "-R", "full", "-V", "id 1+x=y", "bob@dst.test",
+             input="Subject: submit dsn\n\nbody\n")
+    (meta, eml), = s.wait_messages(1, 20)
+    check(mail_line_re("alice@sender.test", " RET=FULL ENVID=id+201+2Bx+3Dy")
+          .match(meta["mail_line"]), "MAIL line %r" % meta["mail_line"])
+    check(meta["rcpt_lines"] == ["RCPT TO:<bob@dst.test> "
+                                 "NOTIFY=SUCCESS,FAILURE"],
+          "RCPT lines %r" % meta["rcpt_lines"])
+    p = d.ctl("submit", "-f", "alice@sender.test", "-R", "body",
+              "bob@dst.test", input="Subject: x\n\nx\n")
+    check(p.returncode == 64, "-R body: exit %d, want 64 (EX_USAGE)"
+          % p.returncode)
+    p = d.ctl("submit", "-f", "alice@sender.test", "-N", "never,success",
+              "bob@dst.test", input="Subject: x\n\nx\n")
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode != 0 and "NOTIFY=NEVER cannot be combined" in err,
+          "-N never,success: exit %d, %r" % (p.returncode, err))
