@@ -733,6 +733,7 @@ static void cmd_mail(struct dd_smtpd *s, const char *a, size_t n)
 		error(s, "503 5.5.1 Nested MAIL command");
 		return;
 	}
+	s->envid[0] = '\0';	/* nothing left from a refused MAIL */
 	if (!has_prefix(a, n, "FROM:")) {
 		error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;

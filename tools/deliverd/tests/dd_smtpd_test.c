@@ -1003,11 +1003,20 @@ TEST(dsn_params)
 	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[2].dsn);
 	t_out(&t);
 
+	/* a MAIL refused after its ENVID leaves none behind */
+	t_feed(&t, "MAIL FROM:<a@b.c> ENVID=stale SIZE=5000\r\n"
+	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 3 LAST\r\nx\r\n");
+	EXPECT_STREQ("552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+		     "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+		     "250 2.0.0 Ok: queued as 0000000000000103\r\n", t_out(&t));
+	ASSERT_EQ(4, t.nmsg);
+	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[3].dsn);
+
 	/* RSET forgets the ENVID */
 	t_feed(&t, "MAIL FROM:<a@b.c> ENVID=old\r\nRSET\r\n"
 	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 3 LAST\r\nx\r\n");
-	ASSERT_EQ(4, t.nmsg);
-	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[3].dsn);
+	ASSERT_EQ(5, t.nmsg);
+	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[4].dsn);
 	t_free(&t);
 }
 
