@@ -88,6 +88,8 @@ struct dc_msg {
 	const char *data;		/* CRLF lines, ends with CRLF, unstuffed */
 	size_t len;
 	bool eightbit;			/* BODY=8BITMIME */
+	const char *mail_params;	/* appended to MAIL (" RET=FULL ..."), or NULL */
+	const char *rcpt_params;	/* appended to each RCPT, or NULL */
 };
 
 struct dc_rcpt_reply {

@@ -616,12 +616,15 @@ static void put_envelope(struct sess *s, unsigned int i, bool sync)
 		dc_buf_printf(&c->out, " SIZE=%zu", m->len);
 	if (m->eightbit)
 		dc_buf_adds(&c->out, " BODY=8BITMIME");
+	if (m->mail_params)
+		dc_buf_adds(&c->out, m->mail_params);
 	dc_buf_adds(&c->out, "\r\n");
 	expect(s, K_MAIL, i, 0);
 	if (sync && (drain(s) || s->done[i]))
 		return;
 	for (j = 0; j < m->nrcpt; j++) {
-		dc_buf_printf(&c->out, "RCPT TO:<%s>\r\n", m->rcpt[j]);
+		dc_buf_printf(&c->out, "RCPT TO:<%s>%s\r\n", m->rcpt[j],
+			      m->rcpt_params ? m->rcpt_params : "");
 		expect(s, K_RCPT, i, j);
 		if (sync && drain(s))
 			return;

@@ -430,7 +430,49 @@ static void usage_submit(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-t] [-i|-oi] [-f sender] [-F fullname] [-B 7BIT|8BITMIME]\n"
+		"       [-N never|success,failure,delay] [-R full|hdrs] [-V envid]\n"
 		"       [-v] [-C config] [-S socket] [recipient ...] < message\n", prog);
+}
+
+/*
+ * sendmail's DSN options as ESMTP parameters (RFC 3461): -N's list
+ * upper-cased, -R's keyword, -V xtext-encoded.  The daemon checks them
+ * and refuses the message (501) if they are wrong.  0 or EX_USAGE.
+ */
+static int dsn_params(const char *prog, const char *notify, const char *ret,
+		      const char *envid, struct dd_buf *mail, struct dd_buf *rcpt)
+{
+	if (notify) {
+		dc_buf_adds(rcpt, " NOTIFY=");
+		for (const char *s = notify; *s; s++) {
+			if ((unsigned char)*s <= ' ' || (unsigned char)*s > 126 ||
+			    *s == '=') {
+				fprintf(stderr, "%s: -N %s: never, or a list of "
+					"success, failure, delay\n", prog, notify);
+				return EX_USAGE;
+			}
+			dc_buf_addc(rcpt, (char)toupper((unsigned char)*s));
+		}
+	}
+	if (ret) {
+		if (strcasecmp(ret, "full") && strcasecmp(ret, "hdrs")) {
+			fprintf(stderr, "%s: -R %s: full or hdrs\n", prog, ret);
+			return EX_USAGE;
+		}
+		dc_buf_printf(mail, " RET=%s", strcasecmp(ret, "full") ? "HDRS" : "FULL");
+	}
+	if (envid) {
+		dc_buf_adds(mail, " ENVID=");
+		for (const char *s = envid; *s; s++) {
+			unsigned char c = (unsigned char)*s;
+
+			if (c < 33 || c > 126 || c == '+' || c == '=')
+				dc_buf_printf(mail, "+%02X", c);
+			else
+				dc_buf_addc(mail, (char)c);
+		}
+	}
+	return 0;
 }
 
 /* "Full Name" <addr>, quoting the name if it needs it. */
@@ -481,6 +523,8 @@ int dc_submit_main(struct dc_global *g, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sender = NULL, *fullname = NULL;
+	const char *notify = NULL, *retp = NULL, *envid = NULL;
+	struct dd_buf mail_params = { 0 }, rcpt_params = { 0 };
 	bool extract = false, ignore_dots = false, verbose = false, eightbit = false;
 	char defsender[DC_ADDR_MAX + 64];
 	char **rcpt = NULL, **args = NULL;
@@ -542,7 +586,16 @@ int dc_submit_main(struct dc_global *g, int argc, char **argv)
 		case 'S':
 			g->sock = optarg;
 			break;
-		case 'N': case 'R': case 'V': case 'L': case 'X': case 'h':
+		case 'N':
+			notify = optarg;
+			break;
+		case 'R':
+			retp = optarg;
+			break;
+		case 'V':
+			envid = optarg;
+			break;
+		case 'L': case 'X': case 'h':
 		case 'A': case 'O': case 'U': case 'G': case 'n': case 'm':
 			break;	/* accepted for compatibility, ignored */
 		case 'H':
@@ -569,6 +622,9 @@ int dc_submit_main(struct dc_global *g, int argc, char **argv)
 		ret = EX_USAGE;
 		goto out;
 	}
+	ret = dsn_params(g->prog, notify, retp, envid, &mail_params, &rcpt_params);
+	if (ret)
+		goto out;
 
 	/* Envelope sender. */
 	if (sender) {
@@ -632,7 +688,9 @@ int dc_submit_main(struct dc_global *g, int argc, char **argv)
 		goto out_info;
 	m = (struct dc_msg){ .sender = env_sender, .rcpt = rcpt, .nrcpt = nrcpt,
 			     .data = msg.p, .len = msg.len,
-			     .eightbit = eightbit || info.eightbit };
+			     .eightbit = eightbit || info.eightbit,
+			     .mail_params = dc_buf_str(&mail_params),
+			     .rcpt_params = dc_buf_str(&rcpt_params) };
 	dc_smtp_send(&c, &m, 1, &res);
 	if (res.code / 100 == 2) {
 		for (j = 0; j < nrcpt; j++) {
@@ -666,5 +724,7 @@ out:
 	dc_buf_free(&raw);
 	dc_buf_free(&msg);
 	dc_buf_free(&from);
+	dc_buf_free(&mail_params);
+	dc_buf_free(&rcpt_params);
 	return ret;
 }

@@ -8,7 +8,16 @@
  *           Arrival-Date; then per recipient Final-Recipient, Action:
  *           failed, Status, Remote-MTA (if known), Diagnostic-Code (if
  *           there was a reply), Last-Attempt-Date (if known)
- *   part 3  text/rfc822-headers: the original header block
+ *   part 3  text/rfc822-headers: the original header block; or, with
+ *           message set (RET=FULL), message/rfc822 (message/global for
+ *           an SMTPUTF8 original): the whole original as it is
+ *
+ * DSN (RFC 3461): Original-Envelope-Id (per message) and
+ * Original-Recipient (per recipient) carry ENVID and ORCPT decoded from
+ * xtext (RFC 3464 2.2.1, 2.3.1).  A relayed notice says "Action:
+ * relayed" for each recipient instead of "failed".  Final-Recipient of a
+ * UTF-8 address is "utf-8; " with its non-ASCII characters as \x{HEX}
+ * (RFC 6533 utf-8-addr-xtext), so the report stays 7-bit.
  *
  * The whole message is 7-bit: CR, LF and other control characters in
  * the values we are given become spaces, bytes over 0x7e become '?'
@@ -22,7 +31,7 @@
  * else derived from the reply: 5xx gives 5.0.0; a 4xx reply or none at
  * all means the recipient failed only because it was still deferred at
  * max_age, which is 4.4.7 (RFC 3463: delivery time expired).  Action is
- * always "failed".
+ * "failed", or "relayed" in a success notice.
  *
  * Remote-MTA: the host part of remote_mta ("127.0.0.1:2601" gives
  * "dns; [127.0.0.1]", "[::1]:25" gives "dns; [IPv6:::1]", RFC 5321
@@ -196,6 +205,89 @@ static void sb_field(struct sb *b, const char *name, const char *value)
 	free(v);
 }
 
+/* xtext (RFC 3461 4) decoded, then cleaned; malloc'd, NULL on ENOMEM. */
+static char *xtext_decode(const char *x)
+{
+	size_t n = strlen(x), j = 0;
+	char *o = malloc(n + 1), *c;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		static const char hex[] = "0123456789ABCDEF";
+		const char *hi = i + 2 < n ? memchr(hex, x[i + 1], 16) : NULL;
+		const char *lo = hi ? memchr(hex, x[i + 2], 16) : NULL;
+
+		if (x[i] == '+' && hi && lo) {
+			o[j++] = (char)((hi - hex) * 16 + (lo - hex));
+			i += 2;
+		} else {
+			o[j++] = x[i];
+		}
+	}
+	o[j] = '\0';
+	c = clean(o);
+	free(o);
+	return c;
+}
+
+/*
+ * Final-Recipient value: "rfc822; a@b", or for a UTF-8 address "utf-8; "
+ * with each non-ASCII character (and '\\', '+', '=', controls) as \x{HEX}
+ * (RFC 6533 3).  Bytes that are not UTF-8 become '?'.
+ */
+static char *final_recipient(const char *addr)
+{
+	const unsigned char *p = (const unsigned char *)addr;
+	bool utf8 = false;
+	struct sb b = { 0 };
+
+	for (const unsigned char *q = p; *q; q++)
+		utf8 = utf8 || *q >= 0x80;
+	if (!utf8) {
+		char *a = clean(addr), *out = NULL;
+
+		if (a && asprintf(&out, "rfc822; %s", a) < 0)
+			out = NULL;
+		free(a);
+		return out;
+	}
+	sb_str(&b, "utf-8; ");
+	while (*p) {
+		unsigned int cp = *p, n = 1;
+
+		if (*p >= 0xc2 && *p <= 0xf4) {
+			n = *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+			cp = *p & (0x7f >> n);
+			for (unsigned int k = 1; k < n; k++) {
+				if ((p[k] & 0xc0) != 0x80) {
+					n = 0;
+					break;
+				}
+				cp = cp << 6 | (p[k] & 0x3f);
+			}
+		} else if (*p >= 0x80) {
+			n = 0;
+		}
+		if (!n) {
+			sb_add(&b, "?", 1);
+			p++;
+		} else if (cp < 0x21 || cp > 0x7e || cp == '\\' || cp == '+' ||
+			   cp == '=') {
+			sb_printf(&b, "\\x{%X}", cp);
+			p += n;
+		} else {
+			sb_add(&b, (const char *)p, 1);
+			p++;
+		}
+	}
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
 /* RFC 5322 date, in UTC, independent of the locale. */
 static void rfc5322_date(int64_t t, char *buf, size_t len)
 {
@@ -335,12 +427,23 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 		 host);
 	sb_fold(&text, 0, tmp, false, "");
 	sb_str(&text, "\r\n");
-	sb_fold(&text, 0, b->nrcpt == 1 ?
-		"Your message could not be delivered to the recipient below. "
-		"This is a permanent error; it will not be retried." :
-		"Your message could not be delivered to the recipients below. "
-		"This is a permanent error; it will not be retried.",
-		false, "");
+	if (b->relayed)
+		sb_fold(&text, 0, b->nrcpt == 1 ?
+			"Your message was relayed to the recipient below, to a "
+			"server that does not offer delivery status "
+			"notifications: no further notice of its delivery will "
+			"come from there." :
+			"Your message was relayed to the recipients below, to a "
+			"server that does not offer delivery status "
+			"notifications: no further notice of its delivery will "
+			"come from there.", false, "");
+	else
+		sb_fold(&text, 0, b->nrcpt == 1 ?
+			"Your message could not be delivered to the recipient below. "
+			"This is a permanent error; it will not be retried." :
+			"Your message could not be delivered to the recipients below. "
+			"This is a permanent error; it will not be retried.",
+			false, "");
 	sb_str(&text, "\r\n");
 	for (unsigned int i = 0; i < b->nrcpt; i++) {
 		const struct dd_bounce_rcpt *r = &b->rcpts[i];
@@ -389,12 +492,30 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 		}
 		sb_str(&text, "\r\n");
 	}
-	sb_fold(&text, 0, "The headers of your message are attached below.",
-		false, "");
+	if (b->message && !b->relayed) {
+		sb_fold(&text, 0, "Your message is attached below.", false, "");
+	} else if (b->full_max && !b->relayed) {
+		snprintf(tmp, sizeof(tmp), "Your message is larger than %zu "
+			 "bytes, so only its headers are attached below.",
+			 b->full_max);
+		sb_fold(&text, 0, tmp, false, "");
+	} else {
+		sb_fold(&text, 0, "The headers of your message are attached "
+			"below.", false, "");
+	}
 
 	/* Part 2: for programs. */
 	sb_field(&dsn, "Reporting-MTA", (snprintf(tmp, sizeof(tmp), "dns; %s",
 						   host), tmp));
+	if (b->envid) {
+		char *e = xtext_decode(b->envid);
+
+		if (!e)
+			dsn.oom = true;
+		else
+			sb_field(&dsn, "Original-Envelope-Id", e);
+		free(e);
+	}
 	snprintf(tmp, sizeof(tmp), "%016llX", (unsigned long long)b->qid);
 	sb_field(&dsn, "X-Queue-ID", tmp);
 	if (b->arrival) {
@@ -403,17 +524,31 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 	}
 	for (unsigned int i = 0; i < b->nrcpt; i++) {
 		const struct dd_bounce_rcpt *r = &b->rcpts[i];
-		char *addr = clean(r->addr);
+		char *fr = final_recipient(r->addr);
 
-		if (!addr) {
+		if (!fr) {
 			dsn.oom = true;
 			break;
 		}
 		sb_str(&dsn, "\r\n");
-		sb_str(&dsn, "Final-Recipient: rfc822; ");
-		sb_fold(&dsn, strlen("Final-Recipient: rfc822; "), addr, true, NULL);
-		free(addr);
-		sb_field(&dsn, "Action", "failed");
+		if (r->orcpt && strchr(r->orcpt, ';')) {
+			/* "addr-type;xtext" as "addr-type; decoded" */
+			const char *semi = strchr(r->orcpt, ';');
+			char *o = xtext_decode(semi + 1);
+			char *t = strndup(r->orcpt, (size_t)(semi - r->orcpt));
+
+			if (o && t) {
+				snprintf(tmp, sizeof(tmp), "%s; %s", t, o);
+				sb_field(&dsn, "Original-Recipient", tmp);
+			} else {
+				dsn.oom = true;
+			}
+			free(o);
+			free(t);
+		}
+		sb_field(&dsn, "Final-Recipient", fr);
+		free(fr);
+		sb_field(&dsn, "Action", b->relayed ? "relayed" : "failed");
 		sb_field(&dsn, "Status", rcpt_status(r));
 		if (r->remote_mta && *r->remote_mta) {
 			remote_mta(r->remote_mta, mta, sizeof(mta));
@@ -458,7 +593,9 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 			 (unsigned long long)b->qid, (long long)b->now, seq, k);
 		if ((!text.p || !strstr(text.p, boundary)) &&
 		    (!dsn.p || !strstr(dsn.p, boundary)) &&
-		    (!hdrs.p || !strstr(hdrs.p, boundary)))
+		    (!hdrs.p || !strstr(hdrs.p, boundary)) &&
+		    (!b->message || !memmem(b->message, b->message_len,
+					    boundary, strlen(boundary))))
 			break;
 	}
 
@@ -469,7 +606,8 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 	sb_field(&m, "From", tmp);
 	snprintf(tmp, sizeof(tmp), "<%s>", b->to ? b->to : "");
 	sb_field(&m, "To", tmp);
-	sb_field(&m, "Subject", "Undelivered Mail Returned to Sender");
+	sb_field(&m, "Subject", b->relayed ? "Successful Mail Delivery Report" :
+		 "Undelivered Mail Returned to Sender");
 	sb_field(&m, "Date", date);
 	snprintf(tmp, sizeof(tmp), "<%016llX.%lld.%u@%s>",
 		 (unsigned long long)b->qid, (long long)b->now, seq, host);
@@ -490,10 +628,27 @@ int dd_bounce_build(const struct dd_bounce *b, char **out, size_t *outlen)
 		   "Content-Type: message/delivery-status\r\n\r\n");
 	sb_add(&m, dsn.p, dsn.len);
 	sb_printf(&m, "\r\n--%s\r\n", boundary);
-	sb_str(&m, "Content-Description: Undelivered message headers\r\n"
-		   "Content-Type: text/rfc822-headers\r\n\r\n");
-	if (hdrs.len)
-		sb_add(&m, hdrs.p, hdrs.len);
+	if (b->message && !b->relayed) {
+		bool eight = false;
+
+		for (size_t i = 0; i < b->message_len && !eight; i++)
+			eight = (unsigned char)b->message[i] >= 0x80;
+		sb_printf(&m, "Content-Description: Undelivered message\r\n"
+			  "Content-Type: %s\r\n%s\r\n",
+			  b->message_global ? "message/global" : "message/rfc822",
+			  eight ? "Content-Transfer-Encoding: 8bit\r\n" : "");
+		sb_add(&m, b->message, b->message_len);
+		/* the boundary's CRLF must not be taken for the message's */
+		if (b->message_len < 2 ||
+		    memcmp(b->message + b->message_len - 2, "\r\n", 2))
+			sb_str(&m, "\r\n");
+	} else {
+		sb_printf(&m, "Content-Description: %s message headers\r\n"
+			  "Content-Type: text/rfc822-headers\r\n\r\n",
+			  b->relayed ? "Relayed" : "Undelivered");
+		if (hdrs.len)
+			sb_add(&m, hdrs.p, hdrs.len);
+	}
 	sb_printf(&m, "\r\n--%s--\r\n", boundary);
 	if (m.oom)
 		goto out;

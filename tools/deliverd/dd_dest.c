@@ -230,23 +230,36 @@ static uint64_t backoff(unsigned int attempts)
 	return s < dd_d.conf.retry_max ? s : dd_d.conf.retry_max;
 }
 
-/* The original's header block, for the bounce: at most 64 KiB of it. */
-static char *orig_headers(const struct dd_msg *msg, size_t *len)
+/* RET=FULL returns the whole message up to this size, else its headers. */
+#define DD_BOUNCE_FULL_MAX	(1024 * 1024)
+
+/*
+ * The original's header block, for the bounce: at most 64 KiB of it; or
+ * with full the whole message (the caller checked its size).
+ */
+static char *orig_headers(const struct dd_msg *msg, size_t *len, bool full)
 {
 	size_t max = msg->raw_len < 65536 ? msg->raw_len : 65536;
-	char *buf = malloc(max + 1), *end;
+	char *buf, *end;
 	ssize_t n;
 
+	if (full)
+		max = msg->raw_len;
+	buf = malloc(max + 1);
 	*len = 0;
 	if (!buf)
 		return NULL;
 	n = pread(dd_spool_seg_fd(dd_d.spool, msg->seg), buf, max,
 		  (off_t)msg->raw_off);
-	if (n <= 0) {
+	if (n <= 0 || (full && (size_t)n != max)) {
 		free(buf);
 		return NULL;
 	}
 	buf[n] = 0;
+	if (full) {
+		*len = (size_t)n;
+		return buf;
+	}
 	end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
 	*len = end ? (size_t)(end - buf) + 2 : (size_t)n;
 	return buf;
@@ -259,26 +272,67 @@ struct dd_fail {
 	char diag[300];
 };
 
+/*
+ * A failure notice (bounce) for the recipients in f, or with relayed a
+ * success notice for recipients delivered to a server without DSN.
+ * RFC 3461 4.1: a recipient's NOTIFY says which it wants (NEVER: none);
+ * without NOTIFY, failures only.  RET=FULL sends the whole message back
+ * in a bounce when it is small enough.
+ */
 static void bounce(struct dd_dest *d, struct dd_msg *msg,
-		   const struct dd_fail *f, unsigned int n, const char *host)
+		   const struct dd_fail *f, unsigned int n, const char *host,
+		   bool relayed)
 {
+	uint8_t want = relayed ? DD_NOTIFY_SUCCESS : DD_NOTIFY_FAILURE;
+	uint32_t flags = DD_MSG_NULLSENDER;
 	struct dd_bounce_rcpt br[DD_TX_RCPTS];
 	struct dd_bounce b = { 0 };
 	const char *to[1] = { msg->sender };
 	char *out = NULL, *hdr;
 	size_t len = 0, hlen;
-	unsigned int i;
+	unsigned int i, nb = 0;
+	bool full;
 	int err;
 
 	if (msg->flags & DD_MSG_NULLSENDER || !*msg->sender)
 		return;		/* never a bounce for a bounce */
-	for (i = 0; i < n; i++)
-		br[i] = (struct dd_bounce_rcpt){
+	for (i = 0; i < n; i++) {
+		uint8_t nt = f[i].r->notify;
+
+		if (nt ? !(nt & want) : relayed) {
+			dd_info(DD_QID_FMT ": no %s for <%s>: not asked for "
+				"(NOTIFY)", DD_QID(msg), relayed ? "success notice"
+				: "bounce", f[i].r->addr);
+			continue;
+		}
+		br[nb++] = (struct dd_bounce_rcpt){
 			.addr = f[i].r->addr, .status = f[i].status,
 			.remote_mta = host, .code = f[i].code,
 			.diag = f[i].diag, .last_attempt = dd_now(),
+			.orcpt = f[i].r->orcpt,
 		};
-	hdr = orig_headers(msg, &hlen);
+	}
+	if (!nb)
+		return;
+	full = !relayed && msg->ret == DD_RET_FULL &&
+	       msg->raw_len <= DD_BOUNCE_FULL_MAX;
+	hdr = orig_headers(msg, &hlen, full);
+	if (full && hdr) {
+		b.message = hdr;
+		b.message_len = hlen;
+		b.message_global = msg->flags & DD_MSG_SMTPUTF8;
+		for (size_t k = 0; k < hlen && !(flags & DD_MSG_8BIT); k++)
+			if ((unsigned char)hdr[k] >= 0x80)
+				flags |= DD_MSG_8BIT;
+		if (msg->flags & DD_MSG_SMTPUTF8)
+			flags |= DD_MSG_SMTPUTF8;
+	} else if (!relayed && msg->ret == DD_RET_FULL) {
+		b.full_max = DD_BOUNCE_FULL_MAX;
+		if (full)	/* could not read it: headers, if we can */
+			hdr = orig_headers(msg, &hlen, false);
+	}
+	b.envid = msg->envid;
+	b.relayed = relayed;
 	b.reporting_mta = dd_d.conf.hostname;
 	b.from = dd_d.conf.bounce_from;
 	b.to = msg->sender;
@@ -287,20 +341,45 @@ static void bounce(struct dd_dest *d, struct dd_msg *msg,
 	b.headers = hdr ? hdr : "";
 	b.headers_len = hdr ? hlen : 0;
 	b.rcpts = br;
-	b.nrcpt = n;
+	b.nrcpt = nb;
 	b.now = dd_now();
 	err = dd_bounce_build(&b, &out, &len);
 	if (!err)
-		err = dd_inject_local("", to, 1, DD_MSG_NULLSENDER, out, len);
+		err = dd_inject_local("", to, 1, flags, out, len);
 	if (err)
-		dd_err(DD_QID_FMT ": bounce to <%s> failed: %s", DD_QID(msg),
-		       msg->sender, strerror(-err));
+		dd_err(DD_QID_FMT ": %s to <%s> failed: %s", DD_QID(msg),
+		       relayed ? "success notice" : "bounce", msg->sender,
+		       strerror(-err));
 	else
-		dd_info(DD_QID_FMT ": bounce to <%s> for %u recipient%s of %s",
-			DD_QID(msg), msg->sender, n, n == 1 ? "" : "s",
-			d->domain);
+		dd_info(DD_QID_FMT ": %s to <%s> for %u recipient%s of %s",
+			DD_QID(msg), relayed ? "success notice" : "bounce",
+			msg->sender, nb, nb == 1 ? "" : "s", d->domain);
 	free(out);
 	free(hdr);
+}
+
+/* Success notices for tx's delivered NOTIFY=SUCCESS recipients. */
+static void relayed(struct dd_dest *d, struct dd_msg *msg,
+		    const struct dd_tx *tx, const struct dd_smtpc_result *res,
+		    const char *host)
+{
+	struct dd_fail ok[DD_TX_RCPTS];
+	unsigned int i, n = 0;
+
+	for (i = 0; i < tx->n; i++) {
+		struct dd_rcpt *r = tx->rcpt[i];
+
+		if (r->state != DD_RCPT_DELIVERED ||
+		    !(r->notify & DD_NOTIFY_SUCCESS))
+			continue;
+		ok[n].r = r;
+		ok[n].code = res->msg.code;
+		snprintf(ok[n].status, sizeof(ok[n].status), "%s",
+			 res->msg.enh[0] == '2' ? res->msg.enh : "2.0.0");
+		snprintf(ok[n].diag, sizeof(ok[n].diag), "%s", res->msg.text);
+		n++;
+	}
+	bounce(d, msg, ok, n, host, true);
 }
 
 static void status_of(const struct dd_smtp_reply *rp, char *st, size_t len)
@@ -320,7 +399,7 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 	struct dd_msg *msg = tx->msg;
 	struct dd_fail fail[DD_TX_RCPTS];
 	struct dd_rcpt *fin[DD_TX_RCPTS];
-	unsigned int i, nfail = 0, nfin = 0;
+	unsigned int i, nfail = 0, nfin = 0, nrelayed = 0;
 	int64_t now = dd_now();
 
 	/* shaping: a "slow down" reply throttles (dd_shape_dest.c) */
@@ -367,6 +446,9 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 			fin[nfin++] = r;
 			d->delivered++;
 			w->delivered++;
+			/* RFC 3461 6.2.2.2: no DSN further on, so we notify */
+			if (!res->dsn && (r->notify & DD_NOTIFY_SUCCESS))
+				nrelayed++;
 		} else if (code / 100 == 5 ||
 			   now - msg->arrival >= (int64_t)dd_d.conf.max_age) {
 			struct dd_fail *f = &fail[nfail++];
@@ -400,7 +482,9 @@ void dd_dest_result(struct dd_dest *d, struct dd_tx *tx,
 		dd_dlog(&a);
 	}
 	if (nfail)
-		bounce(d, msg, fail, nfail, host);
+		bounce(d, msg, fail, nfail, host, false);
+	if (nrelayed)
+		relayed(d, msg, tx, res, host);
 	/* Last: the final one may hand msg to the spool, which frees it. */
 	for (i = 0; i < nfin; i++)
 		dd_spool_final(dd_d.spool, fin[i]->msg, fin[i]->idx);

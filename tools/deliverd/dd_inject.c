@@ -193,6 +193,8 @@ static int in_submit(struct dd_in *in, const struct dd_smtpd_msg *sm)
 	struct dd_submit s = {
 		.sender = sm->sender, .rcpts = sm->rcpts, .nrcpt = sm->nrcpt,
 		.flags = sm->flags, .body = sm->body, .body_len = sm->body_len,
+		.envid = sm->envid, .ret = sm->ret, .notify = sm->notify,
+		.orcpt = sm->orcpt,
 		.done = in_submitted,
 	};
 	int err;

@@ -8,7 +8,9 @@
  * itself), or "*".  host is an IPv4 address, an IPv6 address in brackets
  * ("[2001:db8::1]:25"), or a name, resolved once here (the first address
  * getaddrinfo gives).  port defaults to 25.  Domains are compared without
- * case and without a trailing dot.  A domain given twice is an error.
+ * case (ASCII letters only) and without a trailing dot; a UTF-8 domain
+ * (SMTPUTF8) is compared octet for octet as given, without IDNA
+ * conversion.  A domain given twice is an error.
  *
  * Lookup is one hash probe for the domain itself, then one per dot in it
  * (the longest ".suffix" first, so ".b.example.com" beats ".example.com"
@@ -150,7 +152,8 @@ static bool norm_domain(char *d)
 				return false;
 			continue;
 		}
-		if (!isalnum(c) && c != '-' && c != '_')
+		/* UTF-8 (SMTPUTF8 domains) is kept as is: no IDNA here */
+		if (!isalnum(c) && c != '-' && c != '_' && c < 0x80)
 			return false;
 		*q = (char)tolower(c);
 	}

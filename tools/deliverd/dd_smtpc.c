@@ -355,31 +355,59 @@ unsigned int dd_smtpc_extensions(const struct dd_smtpc *c, uint64_t *size_max)
 
 /* ---- transactions ---- */
 
+static bool has8(const char *s);
+
+/*
+ * RFC 3461 parameters go on only to a server that offers DSN (it then
+ * takes over the notices); values as received, xtext already.
+ */
 static void out_mail(struct dd_smtpc *c)
 {
 	const struct dd_smtpc_msg *m = &c->m;
+	bool dsn = c->ext & DD_EXT_DSN;
 	char size[32] = "";
 	bool utf8 = false;
 	unsigned int i;
-	const char *s;
 
 	if (c->ext & DD_EXT_SIZE)
 		snprintf(size, sizeof(size), " SIZE=%" PRIu64, m->raw_len);
 	if (c->ext & DD_EXT_SMTPUTF8) {
-		for (s = m->sender; *s && !utf8; s++)
-			utf8 = (unsigned char)*s >= 0x80;
+		utf8 = (m->flags & DD_MSG_SMTPUTF8) || has8(m->sender);
 		for (i = 0; i < m->nrcpt && !utf8; i++)
-			for (s = m->rcpts[i]; *s && !utf8; s++)
-				utf8 = (unsigned char)*s >= 0x80;
+			utf8 = has8(m->rcpts[i]);
 	}
-	out_printf(c, "MAIL FROM:<%s>%s%s%s\r\n", m->sender, size,
+	out_printf(c, "MAIL FROM:<%s>%s%s%s%s%s%s\r\n", m->sender, size,
 		   (m->flags & DD_MSG_8BIT) && (c->ext & DD_EXT_8BITMIME) ?
-		   " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "");
+		   " BODY=8BITMIME" : "", utf8 ? " SMTPUTF8" : "",
+		   dsn && m->ret == DD_RET_FULL ? " RET=FULL" :
+		   dsn && m->ret == DD_RET_HDRS ? " RET=HDRS" : "",
+		   dsn && m->envid ? " ENVID=" : "",
+		   dsn && m->envid ? m->envid : "");
 }
 
 static void out_rcpt(struct dd_smtpc *c, unsigned int i)
 {
-	out_printf(c, "RCPT TO:<%s>\r\n", c->m.rcpts[i]);
+	uint8_t n = c->m.notify ? c->m.notify[i] : 0;
+	const char *orcpt = c->m.orcpt ? c->m.orcpt[i] : NULL;
+	char notify[48] = "";
+
+	if (!(c->ext & DD_EXT_DSN)) {
+		n = 0;
+		orcpt = NULL;
+	}
+	if (n & DD_NOTIFY_NEVER)
+		snprintf(notify, sizeof(notify), " NOTIFY=NEVER");
+	else if (n)
+		snprintf(notify, sizeof(notify), " NOTIFY=%s%s%s%s%s",
+			 n & DD_NOTIFY_SUCCESS ? "SUCCESS" : "",
+			 (n & DD_NOTIFY_SUCCESS) && (n & ~DD_NOTIFY_SUCCESS) ?
+			 "," : "",
+			 n & DD_NOTIFY_FAILURE ? "FAILURE" : "",
+			 (n & DD_NOTIFY_FAILURE) && (n & DD_NOTIFY_DELAY) ?
+			 "," : "",
+			 n & DD_NOTIFY_DELAY ? "DELAY" : "");
+	out_printf(c, "RCPT TO:<%s>%s%s%s\r\n", c->m.rcpts[i], notify,
+		   orcpt ? " ORCPT=" : "", orcpt ? orcpt : "");
 }
 
 /* DATA, or BDAT and the body. */
@@ -422,6 +450,19 @@ static bool bad_addr(const char *s)
 	return n > DD_ADDR_MAX - 2 || strpbrk(s, "\r\n<>") != NULL;
 }
 
+/* An ESMTP parameter value (RFC 5321 esmtp-value): nothing to break the line. */
+static bool bad_value(const char *s)
+{
+	if (!s)
+		return false;
+	if (!*s)
+		return true;
+	for (; *s; s++)
+		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 || *s == '=')
+			return true;
+	return false;
+}
+
 /* Every recipient gets msg (not tried, or MAIL failed). */
 static void rcpt_all(struct dd_smtpc *c)
 {
@@ -453,9 +494,12 @@ int dd_smtpc_start(struct dd_smtpc *c, const struct dd_smtpc_msg *m)
 	if (c->st != S_IDLE || c->done_pending || !m || !m->sender ||
 	    !m->rcpts || !m->nrcpt || bad_addr(m->sender))
 		return -EINVAL;
-	utf8 = has8(m->sender);
+	utf8 = (m->flags & DD_MSG_SMTPUTF8) || has8(m->sender);
+	if (bad_value(m->envid) || m->ret > DD_RET_HDRS)
+		return -EINVAL;
 	for (i = 0; i < m->nrcpt; i++) {
-		if (!m->rcpts[i] || !*m->rcpts[i] || bad_addr(m->rcpts[i]))
+		if (!m->rcpts[i] || !*m->rcpts[i] || bad_addr(m->rcpts[i]) ||
+		    (m->orcpt && bad_value(m->orcpt[i])))
 			return -EINVAL;
 		utf8 = utf8 || has8(m->rcpts[i]);
 	}
@@ -471,6 +515,7 @@ int dd_smtpc_start(struct dd_smtpc *c, const struct dd_smtpc_msg *m)
 	memset(&c->res, 0, sizeof(c->res));
 	c->res.rcpt = c->rcpt;
 	c->res.nrcpt = m->nrcpt;
+	c->res.dsn = c->ext & DD_EXT_DSN;
 	c->m = *m;
 	c->pipelined = (c->ext & DD_EXT_PIPELINING) &&
 		       !(c->flags & DD_SMTPC_NO_PIPELINING);
@@ -500,9 +545,13 @@ int dd_smtpc_start(struct dd_smtpc *c, const struct dd_smtpc_msg *m)
 		c->done_pending = true;
 		return 0;
 	}
+	/*
+	 * RFC 6531 3.2: a message injected with SMTPUTF8 (or a UTF-8
+	 * address) cannot be downgraded, as with 8BITMIME above.
+	 */
 	if (utf8 && !(c->ext & DD_EXT_SMTPUTF8)) {
 		dd_reply_set(&c->res.msg, 553, "5.6.7",
-			     "non-ASCII address and no SMTPUTF8 at the server");
+			     "SMTPUTF8 required but not offered");
 		rcpt_all(c);
 		c->done_pending = true;
 		return 0;

@@ -72,6 +72,8 @@ struct dd_smtpc_result {
 	/* Per recipient, in order; rcpt[i].code >= 400 means not accepted. */
 	const struct dd_smtp_reply *rcpt;
 	unsigned int nrcpt;
+	/* The server offered DSN: NOTIFY, ORCPT, RET, ENVID went on with it. */
+	bool dsn;
 };
 
 struct dd_smtpc *dd_smtpc_new(const char *helo, unsigned int flags);

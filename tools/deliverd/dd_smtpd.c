@@ -40,6 +40,9 @@
 #define QUEUED_REPLIES_MAX	(64 * 1024)
 /* Most ESMTP parameters on one MAIL or RCPT. */
 #define PARAMS_MAX		8
+/* RFC 3461 4.4 and 4.2: the longest ENVID and ORCPT values (xtext). */
+#define ENVID_MAX		100
+#define ORCPT_MAX		500
 
 enum phase {
 	PH_CMD = 0,
@@ -53,6 +56,10 @@ struct pmsg {
 	char *sender;
 	struct dd_strv rcpts;
 	struct dd_buf body;
+	char *envid;
+	uint8_t *notify;
+	struct dd_strv orcpts;		/* "" for none */
+	const char **orcpt;		/* orcpts with NULL for none */
 	bool done;
 	char reply[80];
 	struct dd_buf after;		/* replies to later commands */
@@ -84,6 +91,11 @@ struct dd_smtpd {
 	char sender[DD_ADDR_MAX];
 	uint32_t flags;
 	struct dd_strv rcpts;
+	/* DSN (RFC 3461): as given, xtext; rcpt_notify/orcpts parallel rcpts */
+	char envid[ENVID_MAX + 1];	/* "" for none */
+	uint8_t ret;			/* enum dd_ret */
+	uint8_t *rcpt_notify;
+	struct dd_strv orcpts;		/* "" for none */
 	bool bdat;			/* BDAT seen: no DATA any more */
 	bool body_started;
 	struct dd_buf body;		/* Received: + message */
@@ -168,8 +180,18 @@ static void pmsg_release(struct pmsg *pm)
 	pm->sender = NULL;
 	dd_strv_free(&pm->rcpts);
 	dd_buf_free(&pm->body);
+	free(pm->envid);
+	pm->envid = NULL;
+	free(pm->notify);
+	pm->notify = NULL;
+	dd_strv_free(&pm->orcpts);
+	free(pm->orcpt);
+	pm->orcpt = NULL;
 	pm->m.rcpts = NULL;
 	pm->m.body = NULL;
+	pm->m.envid = NULL;
+	pm->m.notify = NULL;
+	pm->m.orcpt = NULL;
 }
 
 /* A bad command: its reply, or 421 and close at max_errors. */
@@ -200,6 +222,11 @@ static void reset_txn(struct dd_smtpd *s)
 	s->sender[0] = '\0';
 	s->flags = 0;
 	dd_strv_free(&s->rcpts);
+	s->envid[0] = '\0';
+	s->ret = DD_RET_NONE;
+	free(s->rcpt_notify);
+	s->rcpt_notify = NULL;
+	dd_strv_free(&s->orcpts);
 	s->bdat = false;
 	s->body_started = false;
 	dd_buf_free(&s->body);
@@ -259,6 +286,40 @@ static void body_add(struct dd_smtpd *s, const char *p, size_t n)
 	}
 }
 
+/*
+ * The transaction's DSN fields into pm (copies: the session's are reset
+ * right after).  NOTIFY and ORCPT go along only if some recipient has
+ * them, so a plain message carries none.  0 or -ENOMEM.
+ */
+static int dsn_take(struct dd_smtpd *s, struct pmsg *pm)
+{
+	size_t i, n = s->rcpts.n;
+	bool notify = false, orcpt = false;
+
+	if (s->envid[0] && !(pm->envid = strdup(s->envid)))
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		notify = notify || s->rcpt_notify[i];
+		orcpt = orcpt || s->orcpts.v[i][0];
+	}
+	if (notify) {
+		pm->notify = malloc(n);
+		if (!pm->notify)
+			return -ENOMEM;
+		memcpy(pm->notify, s->rcpt_notify, n);
+	}
+	if (orcpt) {
+		pm->orcpt = calloc(n, sizeof(*pm->orcpt));
+		if (!pm->orcpt)
+			return -ENOMEM;
+		pm->orcpts = s->orcpts;
+		memset(&s->orcpts, 0, sizeof(s->orcpts));
+		for (i = 0; i < n; i++)
+			pm->orcpt[i] = pm->orcpts.v[i][0] ? pm->orcpts.v[i] : NULL;
+	}
+	return 0;
+}
+
 static const char too_big_reply[] =
 	"552 5.3.4 Message size exceeds fixed maximum message size";
 
@@ -275,7 +336,9 @@ static enum dd_smtpd_act finish_message(struct dd_smtpd *s)
 	if (!s->body_err)
 		s->body_err = dd_wire_end_crlf(&s->body) != 0;
 	pm = s->body_err ? NULL : calloc(1, sizeof(*pm));
-	if (!pm || !(pm->sender = strdup(s->sender))) {
+	if (!pm || !(pm->sender = strdup(s->sender)) || dsn_take(s, pm)) {
+		if (pm)
+			pmsg_release(pm);
 		free(pm);
 		reply(s, "451 4.3.0 Local error");
 		reset_txn(s);
@@ -291,6 +354,10 @@ static enum dd_smtpd_act finish_message(struct dd_smtpd *s)
 	pm->m.flags = s->flags;
 	pm->m.body = pm->body.p;
 	pm->m.body_len = pm->body.len;
+	pm->m.envid = pm->envid;
+	pm->m.ret = s->ret;
+	pm->m.notify = pm->notify;
+	pm->m.orcpt = pm->orcpt;
 	if (s->qtail)
 		s->qtail->next = pm;
 	else
@@ -535,7 +602,8 @@ static int get_sender(struct dd_smtpd *s, const char *a, size_t n,
 		error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return -1;
 	}
-	err = dd_wire_path(a, n, DD_PATH_NULL, s->sender, &rest);
+	/* UTF-8 is checked against SMTPUTF8 once the parameters are known. */
+	err = dd_wire_path(a, n, DD_PATH_NULL | DD_PATH_UTF8, s->sender, &rest);
 	if (err) {
 		path_error(s, err, false);
 		return -1;
@@ -548,10 +616,112 @@ static int get_sender(struct dd_smtpd *s, const char *a, size_t n,
 	return 0;
 }
 
+/* Any octet over 0x7f: an address that needs SMTPUTF8. */
+static bool has8(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a >= 0x80)
+			return true;
+	return false;
+}
+
+/*
+ * RFC 3461 4: xtext is printable ASCII but '+' and '=', with "+XX"
+ * (upper-case hex) for any other octet; what it encodes must be
+ * printable ASCII (graphic or space) too, since it ends up in a
+ * delivery status notification.  dd_wire_params() already kept '='
+ * and octets outside 33..126 out of the value.
+ */
+static bool xtext_ok(const char *v, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < n; i++) {
+		const char *hi, *lo;
+		int c;
+
+		if (v[i] != '+')
+			continue;
+		if (i + 2 >= n)
+			return false;
+		hi = memchr(hex, v[i + 1], 16);
+		lo = memchr(hex, v[i + 2], 16);
+		if (!hi || !lo)
+			return false;
+		c = (int)((hi - hex) * 16 + (lo - hex));
+		if (c < 0x20 || c > 0x7e)
+			return false;
+		i += 2;
+	}
+	return true;
+}
+
+/* RFC 3461 4.2 ORCPT: addr-type ";" xtext; addr-type an atom. */
+static bool orcpt_ok(const char *v, size_t n)
+{
+	const char *semi = memchr(v, ';', n);
+	size_t t;
+
+	if (!semi || semi == v || semi == v + n - 1)
+		return false;
+	t = (size_t)(semi - v);
+	for (size_t i = 0; i < t; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
+			return false;
+	}
+	return xtext_ok(semi + 1, n - t - 1);
+}
+
+/*
+ * RFC 3461 4.1 NOTIFY: "NEVER", or a comma-separated list of SUCCESS,
+ * FAILURE and DELAY, each at most once.  DD_NOTIFY_* or 0 with the
+ * reply text in *why.
+ */
+static uint8_t parse_notify(const char *v, size_t n, const char **why)
+{
+	static const struct { const char *kw; uint8_t bit; } kws[] = {
+		{ "NEVER", DD_NOTIFY_NEVER }, { "SUCCESS", DD_NOTIFY_SUCCESS },
+		{ "FAILURE", DD_NOTIFY_FAILURE }, { "DELAY", DD_NOTIFY_DELAY },
+	};
+	uint8_t bits = 0;
+	size_t i = 0;
+
+	*why = "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY";
+	while (i <= n) {
+		const char *e = memchr(v + i, ',', n - i);
+		size_t len = (e ? (size_t)(e - v) : n) - i;
+		uint8_t bit = 0;
+
+		for (size_t k = 0; k < sizeof(kws) / sizeof(kws[0]); k++)
+			if (strlen(kws[k].kw) == len &&
+			    !strncasecmp(v + i, kws[k].kw, len))
+				bit = kws[k].bit;
+		if (!bit)
+			return 0;
+		if (bits & bit) {
+			*why = "NOTIFY lists a value twice";
+			return 0;
+		}
+		bits |= bit;
+		i += len + 1;
+	}
+	if ((bits & DD_NOTIFY_NEVER) && bits != DD_NOTIFY_NEVER) {
+		*why = "NOTIFY=NEVER cannot be combined with other values";
+		return 0;
+	}
+	return bits;
+}
+
 static void cmd_mail(struct dd_smtpd *s, const char *a, size_t n)
 {
 	struct dd_wire_param p[PARAMS_MAX];
-	bool have_size = false, have_body = false;
+	bool have_size = false, have_body = false, have_utf8 = false;
+	bool have_envid = false;
+	uint8_t ret = DD_RET_NONE;
+	const char *why;
 	uint32_t flags = 0;
 	int np;
 
@@ -563,6 +733,7 @@ static void cmd_mail(struct dd_smtpd *s, const char *a, size_t n)
 		error(s, "503 5.5.1 Nested MAIL command");
 		return;
 	}
+	s->envid[0] = '\0';	/* nothing left from a refused MAIL */
 	if (!has_prefix(a, n, "FROM:")) {
 		error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -599,27 +770,81 @@ static void cmd_mail(struct dd_smtpd *s, const char *a, size_t n)
 		} else if (s->esmtp && (dd_wire_param_is(&p[i], "SIZE") ||
 					dd_wire_param_is(&p[i], "BODY"))) {
 			goto bad;	/* twice */
+		} else if (s->esmtp && dd_wire_param_is(&p[i], "SMTPUTF8")) {
+			if (have_utf8 || p[i].val) {
+				why = have_utf8 ? "Duplicate SMTPUTF8 parameter" :
+				      "SMTPUTF8 takes no value";
+				goto bad_dsn;
+			}
+			have_utf8 = true;
+			flags |= DD_MSG_SMTPUTF8;
+		} else if (s->esmtp && dd_wire_param_is(&p[i], "RET")) {
+			if (ret) {
+				why = "Duplicate RET parameter";
+				goto bad_dsn;
+			}
+			if (p[i].val && p[i].vallen == 4 &&
+			    !strncasecmp(p[i].val, "FULL", 4)) {
+				ret = DD_RET_FULL;
+			} else if (p[i].val && p[i].vallen == 4 &&
+				   !strncasecmp(p[i].val, "HDRS", 4)) {
+				ret = DD_RET_HDRS;
+			} else {
+				why = "RET must be FULL or HDRS";
+				goto bad_dsn;
+			}
+		} else if (s->esmtp && dd_wire_param_is(&p[i], "ENVID")) {
+			if (have_envid) {
+				why = "Duplicate ENVID parameter";
+				goto bad_dsn;
+			}
+			have_envid = true;
+			if (!p[i].val || !xtext_ok(p[i].val, p[i].vallen)) {
+				why = "ENVID is not valid xtext";
+				goto bad_dsn;
+			}
+			if (p[i].vallen > ENVID_MAX) {
+				why = "ENVID longer than 100 characters";
+				goto bad_dsn;
+			}
+			memcpy(s->envid, p[i].val, p[i].vallen);
+			s->envid[p[i].vallen] = '\0';
 		} else {
 			reply(s, "555 5.5.4 Unsupported parameter %.*s",
 			      (int)(p[i].kwlen > 64 ? 64 : p[i].kwlen), p[i].kw);
 			s->sender[0] = '\0';
+			s->envid[0] = '\0';
 			return;
 		}
 	}
+	/* RFC 6531 3.5: no UTF-8 address without SMTPUTF8. */
+	if (!have_utf8 && has8(s->sender)) {
+		reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
+		s->sender[0] = '\0';
+		s->envid[0] = '\0';
+		return;
+	}
 	s->mail = true;
 	s->flags = flags | (s->sender[0] ? 0 : DD_MSG_NULLSENDER);
+	s->ret = ret;
 	reply(s, "250 2.1.0 Ok");
 	return;
 bad:
+	why = "Bad parameter value";
+bad_dsn:
 	s->sender[0] = '\0';
-	error(s, "501 5.5.4 Bad parameter value");
+	s->envid[0] = '\0';
+	error(s, "501 5.5.4 %s", why);
 }
 
 static void cmd_rcpt(struct dd_smtpd *s, const char *a, size_t n)
 {
 	struct dd_wire_param p[PARAMS_MAX];
 	char addr[DD_ADDR_MAX];
-	const char *rest;
+	const char *rest, *orcpt = NULL, *why;
+	size_t orcpt_len = 0;
+	uint8_t notify = 0, *nv;
+	bool have_notify = false;
 	int np, err;
 
 	if (!s->mail) {
@@ -640,7 +865,7 @@ static void cmd_rcpt(struct dd_smtpd *s, const char *a, size_t n)
 		error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
-	err = dd_wire_path(a, n, 0, addr, &rest);
+	err = dd_wire_path(a, n, DD_PATH_UTF8, addr, &rest);
 	if (err) {
 		path_error(s, err, true);
 		return;
@@ -650,19 +875,69 @@ static void cmd_rcpt(struct dd_smtpd *s, const char *a, size_t n)
 		error(s, "501 5.5.4 Bad parameter syntax");
 		return;
 	}
-	if (np > 0) {
-		reply(s, "555 5.5.4 Unsupported parameter %.*s",
-		      (int)(p[0].kwlen > 64 ? 64 : p[0].kwlen), p[0].kw);
+	for (int i = 0; i < np; i++) {
+		if (s->esmtp && dd_wire_param_is(&p[i], "NOTIFY")) {
+			if (have_notify) {
+				error(s, "501 5.5.4 Duplicate NOTIFY parameter");
+				return;
+			}
+			have_notify = true;
+			notify = p[i].val ? parse_notify(p[i].val, p[i].vallen,
+							 &why) : 0;
+			if (!notify) {
+				if (!p[i].val)
+					why = "NOTIFY must be NEVER or a list of "
+					      "SUCCESS, FAILURE, DELAY";
+				error(s, "501 5.5.4 %s", why);
+				return;
+			}
+		} else if (s->esmtp && dd_wire_param_is(&p[i], "ORCPT")) {
+			if (orcpt) {
+				error(s, "501 5.5.4 Duplicate ORCPT parameter");
+				return;
+			}
+			if (!p[i].val || !orcpt_ok(p[i].val, p[i].vallen)) {
+				error(s, "501 5.5.4 ORCPT must be addr-type;xtext");
+				return;
+			}
+			if (p[i].vallen > ORCPT_MAX) {
+				error(s, "501 5.5.4 ORCPT longer than 500 characters");
+				return;
+			}
+			orcpt = p[i].val;
+			orcpt_len = p[i].vallen;
+		} else {
+			reply(s, "555 5.5.4 Unsupported parameter %.*s",
+			      (int)(p[i].kwlen > 64 ? 64 : p[i].kwlen), p[i].kw);
+			return;
+		}
+	}
+	/* RFC 6531 3.5: no UTF-8 address without SMTPUTF8. */
+	if (!(s->flags & DD_MSG_SMTPUTF8) && has8(addr)) {
+		reply(s, "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8");
 		return;
 	}
 	if (s->conf.max_rcpts && s->rcpts.n >= s->conf.max_rcpts) {
 		reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
-	if (dd_strv_add(&s->rcpts, addr, strlen(addr))) {
+	nv = realloc(s->rcpt_notify, s->rcpts.n + 1);
+	if (!nv) {
 		reply(s, "451 4.3.0 Local error");
 		return;
 	}
+	s->rcpt_notify = nv;
+	/* rcpts, orcpts and rcpt_notify stay the same length */
+	if (dd_strv_add(&s->orcpts, orcpt ? orcpt : "", orcpt_len)) {
+		reply(s, "451 4.3.0 Local error");
+		return;
+	}
+	if (dd_strv_add(&s->rcpts, addr, strlen(addr))) {
+		free(s->orcpts.v[--s->orcpts.n]);
+		reply(s, "451 4.3.0 Local error");
+		return;
+	}
+	nv[s->rcpts.n - 1] = notify;
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -771,6 +1046,8 @@ static void cmd_ehlo(struct dd_smtpd *s, const char *a, size_t n, bool esmtp)
 	reply(s, "250-SIZE %zu", s->conf.max_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-CHUNKING");
+	reply(s, "250-DSN");
+	reply(s, "250-SMTPUTF8");
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 

@@ -3,8 +3,9 @@
  * The injection side of SMTP as a state machine without I/O: the caller
  * feeds what it read, runs the session, writes what the session has to
  * send, and acts on what run() returns.  ESMTP (RFC 5321) with
- * PIPELINING (2920), SIZE (1870), 8BITMIME (6152), CHUNKING (3030) and
- * ENHANCEDSTATUSCODES (2034/3463).
+ * PIPELINING (2920), SIZE (1870), 8BITMIME (6152), CHUNKING (3030),
+ * ENHANCEDSTATUSCODES (2034/3463), DSN (3461: RET, ENVID, NOTIFY, ORCPT
+ * kept as given) and SMTPUTF8 (6531: UTF-8 addresses only with it).
  *
  * Pipelined commands are processed in order and their replies leave in
  * order.  When a message is complete run() returns DD_SMTPD_MESSAGE; the
@@ -67,9 +68,14 @@ struct dd_smtpd_msg {
 	const char *sender;		/* "" for <> */
 	const char *const *rcpts;	/* local@domain, nrcpt of them */
 	unsigned int nrcpt;
-	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER */
+	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER, DD_MSG_SMTPUTF8 */
 	const char *body;		/* Received: + message, CRLF, ends CRLF, unstuffed */
 	size_t body_len;
+	/* DSN (RFC 3461), as the client gave them (xtext) */
+	const char *envid;		/* or NULL */
+	uint8_t ret;			/* enum dd_ret */
+	const uint8_t *notify;		/* DD_NOTIFY_* per recipient, or NULL if none has it */
+	const char *const *orcpt;	/* per recipient (NULL: none), or NULL if none has it */
 };
 /*
  * The message run() just returned DD_SMTPD_MESSAGE for; valid until

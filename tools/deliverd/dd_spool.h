@@ -29,7 +29,7 @@ struct dd_submit {
 	const char *sender;		/* "" for <> */
 	const char *const *rcpts;	/* local@domain */
 	unsigned int nrcpt;
-	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER */
+	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER, DD_MSG_SMTPUTF8 */
 	const char *body;		/* CRLF lines, ends with CRLF, not stuffed */
 	size_t body_len;
 	const char *envid;		/* DSN ENVID (xtext) or NULL */

@@ -19,6 +19,13 @@
 #include "dd_spool.h"
 
 #define DD_SPOOL_VERSION	1
+/*
+ * A message record with a DSN block (RFC 3461 RET, NOTIFY, ORCPT) and
+ * the flags a version 1 reader does not know (DD_MSG_SMTPUTF8).  Written
+ * only for messages that have any of them, so a daemon that knows only
+ * version 1 still reads every other record.
+ */
+#define DD_REC_VERSION_DSN	2
 
 #define DD_SEG_MAGIC	0x47534444U	/* "DDSG" */
 #define DD_REC_MAGIC	0x43524444U	/* "DDRC" */
@@ -60,12 +67,12 @@ struct dd_rec_hdr {
 	uint64_t salt;		/* 16 == dd_seg_hdr.salt */
 	uint64_t qid;		/* 24 seg << 32 | index in segment */
 	int64_t arrival;	/* 32 CLOCK_REALTIME seconds */
-	uint32_t flags;		/* 40 DD_MSG_8BIT | NULLSENDER | STUFFED */
+	uint32_t flags;		/* 40 DD_MSG_8BIT | NULLSENDER | STUFFED (| SMTPUTF8: v2) */
 	uint32_t nrcpt;		/* 44 >= 1 */
 	uint32_t sender_len;	/* 48 no NUL; 0 for <> */
 	uint32_t envid_len;	/* 52 no NUL; 0 for none */
 	uint32_t rcpts_len;	/* 56 nrcpt NUL-terminated addresses */
-	uint32_t reserved;	/* 60 0 */
+	uint32_t dsn_len;	/* 60 DSN block at the end (version 2), else 0 */
 	uint64_t raw_len;	/* 64 CRLF body */
 	uint64_t stuffed_len;	/* 72 dot-stuffed copy, 0 unless STUFFED */
 };
@@ -99,6 +106,8 @@ static_assert(sizeof(struct dd_jrec) == 32, "dd_jrec layout");
 #define DD_REC_ALIGN	8
 #define DD_REC_MAX	0xfffffff8U	/* len is a u32 */
 #define DD_NRCPT_MAX	(1U << 20)
+#define DD_ENVID_MAX	100	/* RFC 3461 4.4 */
+#define DD_ORCPT_MAX	500	/* RFC 3461 4.2 */
 
 #define DD_QID_MAKE(seg, idx)	(((uint64_t)(seg) << 32) | (uint32_t)(idx))
 #define DD_QID_SEG(qid)		((uint32_t)((qid) >> 32))

@@ -13,9 +13,11 @@
 
 #include "dd_spool_int.h"
 
-#define DD_ENVID_MAX	100	/* RFC 3461 4.4 */
-#define DD_SPOOL_FLAGS	(DD_MSG_8BIT | DD_MSG_NULLSENDER)
+#define DD_SPOOL_FLAGS	(DD_MSG_8BIT | DD_MSG_NULLSENDER | DD_MSG_SMTPUTF8)
+#define DD_REC_FLAGS_V1	(DD_MSG_8BIT | DD_MSG_NULLSENDER | DD_MSG_STUFFED)
 #define DD_REC_FLAGS	(DD_SPOOL_FLAGS | DD_MSG_STUFFED)
+#define DD_NOTIFY_ALL	(DD_NOTIFY_NEVER | DD_NOTIFY_SUCCESS | \
+			 DD_NOTIFY_FAILURE | DD_NOTIFY_DELAY)
 
 uint32_t dd_crc(uint32_t crc, const void *p, uint64_t len)
 {
@@ -189,18 +191,52 @@ static bool stuffed_ok(const char *s, uint64_t slen, const char *b, uint64_t len
 	return j == slen;
 }
 
+/* NOTIFY: NEVER alone, or any of SUCCESS, FAILURE, DELAY; 0 is none. */
+static bool notify_ok(uint8_t n)
+{
+	return !(n & ~DD_NOTIFY_ALL) &&
+	       (!(n & DD_NOTIFY_NEVER) || n == DD_NOTIFY_NEVER);
+}
+
+/*
+ * A version 2 record's DSN block: ret, nrcpt NOTIFY octets, then nrcpt
+ * NUL-terminated ORCPTs ("" for none), exactly len octets.
+ */
+static bool dsn_block_ok(const char *d, uint32_t len, uint32_t nrcpt)
+{
+	const char *s, *end = d + len;
+	uint32_t i;
+
+	if (len < 1 + (uint64_t)nrcpt || (uint8_t)d[0] > DD_RET_HDRS)
+		return false;
+	for (i = 0; i < nrcpt; i++)
+		if (!notify_ok((uint8_t)d[1 + i]))
+			return false;
+	s = d + 1 + nrcpt;
+	for (i = 0; i < nrcpt; i++) {
+		const char *z = memchr(s, '\0', (size_t)(end - s));
+
+		if (!z || z - s > DD_ORCPT_MAX)
+			return false;
+		s = z + 1;
+	}
+	return s == end;
+}
+
 /*
  * One allocation: the wrapper, the rcpt array, sender, envid and the
- * addresses (rcpts: nrcpt NUL-terminated strings, rlen bytes, checked).
+ * addresses (rcpts: nrcpt NUL-terminated strings, rlen bytes, checked),
+ * and the ORCPTs of the DSN block (dsn: dlen octets, checked, or NULL).
  */
 static struct dd_smsg *msg_alloc(const char *sender, uint32_t slen,
 				 const char *envid, uint32_t elen,
-				 const char *rcpts, uint32_t rlen, uint32_t nrcpt)
+				 const char *rcpts, uint32_t rlen, uint32_t nrcpt,
+				 const char *dsn, uint32_t dlen)
 {
 	struct dd_smsg *sm;
 	struct dd_msg *m;
 	size_t size = sizeof(*sm) + (size_t)nrcpt * sizeof(struct dd_rcpt) +
-		      slen + 1 + (elen ? elen + 1 : 0) + rlen;
+		      slen + 1 + (elen ? elen + 1 : 0) + rlen + dlen;
 	char *s;
 	uint32_t i;
 
@@ -230,6 +266,17 @@ static struct dd_smsg *msg_alloc(const char *sender, uint32_t slen,
 		r->idx = i;
 		s += strlen(s) + 1;
 	}
+	if (dsn) {
+		m->ret = (uint8_t)dsn[0];
+		memcpy(s, dsn + 1 + nrcpt, dlen - 1 - nrcpt);
+		for (i = 0; i < nrcpt; i++) {
+			struct dd_rcpt *r = &m->rcpt[i];
+
+			r->notify = (uint8_t)dsn[1 + i];
+			r->orcpt = *s ? s : NULL;
+			s += strlen(s) + 1;
+		}
+	}
 	atomic_init(&m->pending, nrcpt);
 	return sm;
 }
@@ -237,8 +284,9 @@ static struct dd_smsg *msg_alloc(const char *sender, uint32_t slen,
 int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 {
 	struct dd_rec_hdr h;
-	uint64_t slen, elen = 0, rlen = 0, dots, stlen, total;
-	unsigned char *buf, *p;
+	uint64_t slen, elen = 0, rlen = 0, dlen = 0, dots, stlen, total;
+	unsigned char *buf, *p, *dsn = NULL;
+	bool v2 = sub && (sub->envid || sub->ret || (sub->flags & DD_MSG_SMTPUTF8));
 	unsigned int i;
 
 	if (!sub || !sub->sender || !sub->rcpts || !sub->done ||
@@ -266,9 +314,23 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 			return -EINVAL;
 		rlen += n + 1;
 	}
+	if (sub->ret > DD_RET_HDRS)
+		return -EINVAL;
+	for (i = 0; i < sub->nrcpt; i++) {
+		if (sub->notify && !notify_ok(sub->notify[i]))
+			return -EINVAL;
+		if (sub->orcpt && sub->orcpt[i] &&
+		    strnlen(sub->orcpt[i], DD_ORCPT_MAX + 1) > DD_ORCPT_MAX)
+			return -EINVAL;
+		v2 = v2 || (sub->notify && sub->notify[i]) ||
+		     (sub->orcpt && sub->orcpt[i] && *sub->orcpt[i]);
+		dlen += sub->orcpt && sub->orcpt[i] ? strlen(sub->orcpt[i]) + 1 : 1;
+	}
+	dlen = v2 ? dlen + 1 + sub->nrcpt : 0;
 	dots = count_dots(sub->body, sub->body_len);
 	stlen = dots ? sub->body_len + dots : 0;
-	total = dd_align8(sizeof(h) + slen + elen + rlen + sub->body_len + stlen);
+	total = dd_align8(sizeof(h) + slen + elen + rlen + sub->body_len + stlen +
+			  dlen);
 	if (total > DD_REC_MAX)
 		return -EFBIG;
 
@@ -294,11 +356,27 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 	if (dots) {
 		it->stuffed_rel = (uint64_t)(p - buf);
 		stuff((char *)p, sub->body, sub->body_len);
+		p += stlen;
+	}
+	if (dlen) {
+		dsn = p;
+		*p++ = sub->ret;
+		for (i = 0; i < sub->nrcpt; i++)
+			*p++ = sub->notify ? sub->notify[i] : 0;
+		for (i = 0; i < sub->nrcpt; i++) {
+			size_t n = sub->orcpt && sub->orcpt[i] ?
+				   strlen(sub->orcpt[i]) : 0;
+
+			memcpy(p, n ? sub->orcpt[i] : "", n);
+			p[n] = '\0';
+			p += n + 1;
+		}
 	}
 
 	it->sm = msg_alloc(sub->sender, (uint32_t)slen, sub->envid,
 			   (uint32_t)elen, (const char *)buf + sizeof(h) + slen + elen,
-			   (uint32_t)rlen, sub->nrcpt);
+			   (uint32_t)rlen, sub->nrcpt, (const char *)dsn,
+			   (uint32_t)dlen);
 	if (!it->sm) {
 		free(buf);
 		return -ENOMEM;
@@ -310,7 +388,7 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 
 	memset(&h, 0, sizeof(h));
 	h.magic = htole32(DD_REC_MAGIC);
-	h.version = htole16(DD_SPOOL_VERSION);
+	h.version = htole16(dlen ? DD_REC_VERSION_DSN : DD_SPOOL_VERSION);
 	h.type = htole16(DD_REC_MSG);
 	h.len = htole32((uint32_t)total);
 	h.arrival = (int64_t)htole64((uint64_t)it->sm->m.arrival);
@@ -319,6 +397,7 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 	h.sender_len = htole32((uint32_t)slen);
 	h.envid_len = htole32((uint32_t)elen);
 	h.rcpts_len = htole32((uint32_t)rlen);
+	h.dsn_len = htole32((uint32_t)dlen);
 	h.raw_len = htole64(sub->body_len);
 	h.stuffed_len = htole64(stlen);
 	memcpy(buf, &h, sizeof(h));
@@ -374,7 +453,7 @@ static void hdr_decode(const unsigned char *p, struct dd_rec_hdr *h)
 	h->sender_len = le32toh(h->sender_len);
 	h->envid_len = le32toh(h->envid_len);
 	h->rcpts_len = le32toh(h->rcpts_len);
-	h->reserved = le32toh(h->reserved);
+	h->dsn_len = le32toh(h->dsn_len);
 	h->raw_len = le64toh(h->raw_len);
 	h->stuffed_len = le64toh(h->stuffed_len);
 }
@@ -391,10 +470,18 @@ enum dd_rec_err dd_rec_check(const unsigned char *p, uint64_t avail,
 	hdr_decode(p, h);
 	if (h->magic != DD_REC_MAGIC)
 		return DD_REC_BADMAGIC;
-	if (h->version != DD_SPOOL_VERSION)
+	if (h->version != DD_SPOOL_VERSION && h->version != DD_REC_VERSION_DSN)
 		return DD_REC_BADVERSION;
+	/* Version 1: no DSN block, only the flags it always had. */
+	if (h->version == DD_SPOOL_VERSION &&
+	    (h->dsn_len || (h->flags & ~DD_REC_FLAGS_V1)))
+		return DD_REC_BADHDR;
+	if (h->version == DD_REC_VERSION_DSN &&
+	    (h->dsn_len < 1 + (uint64_t)h->nrcpt ||
+	     h->dsn_len > 1 + h->nrcpt * (DD_ORCPT_MAX + 2ULL)))
+		return DD_REC_BADHDR;
 	if (h->type != DD_REC_MSG || h->len < sizeof(*h) || h->len % DD_REC_ALIGN ||
-	    h->salt != salt || DD_QID_SEG(h->qid) != seg || h->reserved ||
+	    h->salt != salt || DD_QID_SEG(h->qid) != seg ||
 	    h->nrcpt == 0 || h->nrcpt > DD_NRCPT_MAX ||
 	    h->sender_len > DD_ADDR_MAX || h->envid_len > DD_ENVID_MAX ||
 	    h->rcpts_len > h->nrcpt * (DD_ADDR_MAX + 1ULL) ||
@@ -403,7 +490,7 @@ enum dd_rec_err dd_rec_check(const unsigned char *p, uint64_t avail,
 	    !(h->flags & DD_MSG_STUFFED) != !h->stuffed_len)
 		return DD_REC_BADHDR;
 	want = dd_align8(sizeof(*h) + (uint64_t)h->sender_len + h->envid_len +
-			 h->rcpts_len + h->raw_len + h->stuffed_len);
+			 h->rcpts_len + h->raw_len + h->stuffed_len + h->dsn_len);
 	if (want != h->len)
 		return DD_REC_BADHDR;
 	if (h->len > avail)
@@ -434,6 +521,9 @@ enum dd_rec_err dd_rec_check(const unsigned char *p, uint64_t avail,
 		return DD_REC_BADDATA;
 	if (!h->stuffed_len && count_dots(s, h->raw_len))
 		return DD_REC_BADDATA;
+	if (h->dsn_len && !dsn_block_ok(s + h->raw_len + h->stuffed_len,
+					h->dsn_len, h->nrcpt))
+		return DD_REC_BADDATA;
 	return DD_REC_OK;
 }
 
@@ -445,7 +535,9 @@ struct dd_smsg *dd_rec_load(const unsigned char *p, const struct dd_rec_hdr *h,
 	struct dd_msg *m;
 
 	sm = msg_alloc(s, h->sender_len, s + h->sender_len, h->envid_len,
-		       s + h->sender_len + h->envid_len, h->rcpts_len, h->nrcpt);
+		       s + h->sender_len + h->envid_len, h->rcpts_len, h->nrcpt,
+		       h->dsn_len ? s + h->sender_len + h->envid_len + h->rcpts_len +
+		       h->raw_len + h->stuffed_len : NULL, h->dsn_len);
 	if (!sm)
 		return NULL;
 	m = &sm->m;

@@ -169,8 +169,53 @@ static bool is_wsp(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
+/*
+ * Octets of the well-formed UTF-8 sequence of a non-ASCII character at
+ * s (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF), 0 if
+ * there is none.  RFC 6531 allows these in addresses (UTF8-non-ascii).
+ */
+static size_t utf8_char(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (!len || u[0] < 0xc2 || u[0] > 0xf4)
+		return 0;
+	n = u[0] < 0xe0 ? 2 : u[0] < 0xf0 ? 3 : 4;
+	if (u[0] == 0xe0)
+		lo = 0xa0;
+	else if (u[0] == 0xed)
+		hi = 0x9f;
+	else if (u[0] == 0xf0)
+		lo = 0x90;
+	else if (u[0] == 0xf4)
+		hi = 0x8f;
+	if (len < n || u[1] < lo || u[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (u[i] < 0x80 || u[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+bool dd_wire_utf8_ok(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t n = (unsigned char)s[i] < 0x80 ? 1 :
+			   utf8_char(s + i, len - i);
+
+		if (!n)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 /* Length of a Quoted-string at s (s[0] == '"'), 0 if malformed. */
-static size_t quoted_len(const char *s, size_t len)
+static size_t quoted_len(const char *s, size_t len, bool utf8)
 {
 	size_t i = 1;
 
@@ -186,6 +231,14 @@ static size_t quoted_len(const char *s, size_t len)
 			i += 2;
 			continue;
 		}
+		if (c > 126 && utf8) {
+			size_t n = utf8_char(s + i, len - i);
+
+			if (!n)
+				return 0;
+			i += n;
+			continue;
+		}
 		/* qtextSMTP: %d32-33 / %d35-91 / %d93-126 */
 		if (c < 32 || c > 126)
 			return 0;
@@ -195,17 +248,26 @@ static size_t quoted_len(const char *s, size_t len)
 }
 
 /* Length of a local part at s (up to the '@' or the end), 0 if bad. */
-static size_t local_len(const char *s, size_t len)
+static size_t local_len(const char *s, size_t len, bool utf8)
 {
 	size_t i = 0;
 
 	if (len && s[0] == '"')
-		return quoted_len(s, len);
+		return quoted_len(s, len, utf8);
 	for (;;) {
 		size_t start = i;
 
-		while (i < len && is_atext((unsigned char)s[i]))
-			i++;
+		for (;;) {
+			size_t n = 0;
+
+			if (i < len && is_atext((unsigned char)s[i]))
+				n = 1;
+			else if (i < len && utf8)
+				n = utf8_char(s + i, len - i);
+			if (!n)
+				break;
+			i += n;
+		}
 		if (i == start)
 			return 0;	/* empty atom: leading, trailing or double dot */
 		if (i < len && s[i] == '.') {
@@ -233,7 +295,8 @@ static bool addr_literal_ok(const char *d, size_t len)
 	return inet_pton(AF_INET, tmp, bin) == 1;
 }
 
-bool dd_wire_domain_ok(const char *d, size_t len)
+/* utf8: labels may hold UTF-8 characters too (RFC 6531 U-labels, as given). */
+static bool domain_ok(const char *d, size_t len, bool utf8)
 {
 	size_t i = 0;
 
@@ -244,9 +307,19 @@ bool dd_wire_domain_ok(const char *d, size_t len)
 	while (i < len) {
 		size_t start = i;
 
-		while (i < len && (is_alpha((unsigned char)d[i]) ||
-				   is_digit((unsigned char)d[i]) || d[i] == '-'))
-			i++;
+		for (;;) {
+			size_t n = 0;
+
+			if (i < len && (is_alpha((unsigned char)d[i]) ||
+					is_digit((unsigned char)d[i]) ||
+					d[i] == '-'))
+				n = 1;
+			else if (i < len && utf8)
+				n = utf8_char(d + i, len - i);
+			if (!n)
+				break;
+			i += n;
+		}
 		if (i == start || i - start > 63 || d[start] == '-' || d[i - 1] == '-')
 			return false;
 		if (i == len)
@@ -258,15 +331,21 @@ bool dd_wire_domain_ok(const char *d, size_t len)
 	return false;
 }
 
+bool dd_wire_domain_ok(const char *d, size_t len)
+{
+	return domain_ok(d, len, false);
+}
+
 int dd_wire_addr_check(const char *s, size_t len, unsigned int flags)
 {
+	bool utf8 = flags & DD_PATH_UTF8;
 	size_t l;
 
 	if (len == 0)
 		return (flags & DD_PATH_NULL) ? 0 : -EINVAL;
 	if (len > DD_WIRE_ADDR_LEN)
 		return -ENAMETOOLONG;
-	l = local_len(s, len);
+	l = local_len(s, len, utf8);
 	if (!l)
 		return -EINVAL;
 	if (l > 64)
@@ -278,7 +357,7 @@ int dd_wire_addr_check(const char *s, size_t len, unsigned int flags)
 	if (len - l - 1 > DD_DOMAIN_MAX)
 		return -ENAMETOOLONG;
 	/* a label over 63 octets counts as bad syntax */
-	return dd_wire_domain_ok(s + l + 1, len - l - 1) ? 0 : -EINVAL;
+	return domain_ok(s + l + 1, len - l - 1, utf8) ? 0 : -EINVAL;
 }
 
 int dd_wire_path(const char *s, size_t len, unsigned int flags, char *out,
@@ -293,7 +372,7 @@ int dd_wire_path(const char *s, size_t len, unsigned int flags, char *out,
 	/* find the closing '>', skipping a quoted local part */
 	i = 1;
 	if (s[1] == '"') {
-		size_t q = quoted_len(s + 1, len - 1);
+		size_t q = quoted_len(s + 1, len - 1, flags & DD_PATH_UTF8);
 
 		if (!q)
 			return -EINVAL;
@@ -301,7 +380,7 @@ int dd_wire_path(const char *s, size_t len, unsigned int flags, char *out,
 	}
 	while (i < len && s[i] != '>') {
 		if (s[i] == '<' || (unsigned char)s[i] <= ' ' ||
-		    (unsigned char)s[i] > 126)
+		    ((unsigned char)s[i] > 126 && !(flags & DD_PATH_UTF8)))
 			return -EINVAL;
 		i++;
 	}

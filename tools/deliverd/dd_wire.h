@@ -78,6 +78,7 @@ void dd_strv_free(struct dd_strv *sv);
 /* dd_wire_addr_check() and dd_wire_path() flags */
 #define DD_PATH_NULL		(1U << 0)	/* accept "" / "<>" (reverse-path) */
 #define DD_PATH_NODOMAIN	(1U << 1)	/* accept a local part alone */
+#define DD_PATH_UTF8		(1U << 2)	/* RFC 6531: UTF-8 in local part and domain */
 
 /* Longest local@domain without the brackets, not counting the '\0'. */
 #define DD_WIRE_ADDR_LEN	(DD_ADDR_MAX - 2)
@@ -86,13 +87,17 @@ void dd_strv_free(struct dd_strv *sv);
  * Is s[0..len) a valid RFC 5321 Mailbox "local@domain" (no brackets)?
  * Local-part: Dot-string or Quoted-string, at most 64 octets.  Domain:
  * LDH labels of 1-63 octets, at most 255, no trailing dot; or an address
- * literal [1.2.3.4] / [IPv6:...].  ASCII only (we do not offer SMTPUTF8).
+ * literal [1.2.3.4] / [IPv6:...].  ASCII only, unless DD_PATH_UTF8:
+ * then well-formed UTF-8 characters count as atext and qtext, and as
+ * label characters in the domain (no IDNA conversion; lengths in octets).
  * Returns 0, -EINVAL (syntax, a label over 63 octets included),
  * -ENAMETOOLONG (local part over 64, domain over 255 or the whole over
  * DD_WIRE_ADDR_LEN octets), -EDESTADDRREQ (no "@domain" and no
  * DD_PATH_NODOMAIN).
  */
 int dd_wire_addr_check(const char *s, size_t len, unsigned int flags);
+/* Is s[0..len) well-formed UTF-8 (RFC 3629)? */
+bool dd_wire_utf8_ok(const char *s, size_t len);
 /* A domain (or address literal) alone: true if valid. */
 bool dd_wire_domain_ok(const char *d, size_t len);
 

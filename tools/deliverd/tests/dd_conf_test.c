@@ -880,6 +880,25 @@ TEST(routes_precedence)
 	EXPECT_EQ(0U, dd_routes_count(NULL));
 }
 
+/* SMTPUTF8 domains: octets as given (ASCII letters without case), no IDNA. */
+TEST(routes_utf8)
+{
+	struct dd_routes *r = load_routes(_metadata,
+		"B\xc3\xbc" "cher.example 127.0.0.1:2601\n"
+		".\xe4\xbe\x8b.test      127.0.0.2:2602\n"
+		"xn--bcher-kva.example 127.0.0.3:2603\n");
+
+	ASSERT_NE(NULL, r);
+	EXPECT_STREQ("127.0.0.1:2601", route_of(r, "b\xc3\xbc" "cher.example"));
+	EXPECT_STREQ("127.0.0.1:2601", route_of(r, "B\xc3\xbc" "CHER.example"));
+	EXPECT_STREQ("127.0.0.2:2602", route_of(r, "a.\xe4\xbe\x8b.test"));
+	/* the A-label is another domain here */
+	EXPECT_STREQ("127.0.0.3:2603", route_of(r, "xn--bcher-kva.example"));
+	/* upper-case U+00DC is not folded: not the same octets */
+	EXPECT_STREQ("(none)", route_of(r, "b\xc3\x9c" "cher.example"));
+	dd_routes_free(r);
+}
+
 TEST(routes_addresses)
 {
 	const struct dd_route *rt;
@@ -1684,6 +1703,116 @@ TEST(log_threads)
 	}
 	EXPECT_EQ(8000, n);
 	free(buf);
+}
+
+/* RFC 3461/3464: ENVID, ORCPT, RET=FULL and relayed notices. */
+TEST(bounce_dsn)
+{
+	struct dd_bounce_rcpt rc[] = {
+		{ .addr = "a@dest.example", .status = "5.1.1",
+		  .remote_mta = "127.0.0.1:2601", .code = 550,
+		  .diag = "no such user", .last_attempt = 1795487400,
+		  .orcpt = "rfc822;x+2Bo@y.example" },
+		{ .addr = "j\xc3\xb6rg+1@b\xc3\xbc" "cher.example", .status = "5.1.1",
+		  .code = 550, .diag = "no", .last_attempt = 1795487400 },
+	};
+	struct dd_bounce b = {
+		.reporting_mta = "mx.example.org",
+		.from = "MAILER-DAEMON@mx.example.org",
+		.to = "sender@example.org",
+		.qid = 0xAB, .arrival = 1795000000,
+		.headers = orig_headers, .headers_len = sizeof(orig_headers) - 1,
+		.rcpts = rc, .nrcpt = 2, .now = 1795487400,
+		.envid = "QQ+2Bid+3D7",
+		.message = orig_headers, .message_len = sizeof(orig_headers) - 1,
+	};
+	struct parts ps;
+	char *m, *v;
+	size_t len;
+
+	ASSERT_EQ(0, dd_bounce_build(&b, &m, &len));
+	check_lines(_metadata, m, len);
+	split_bounce(_metadata, m, &ps);
+	EXPECT_NE(NULL, strstr(ps.part[0], "Your message is attached below."));
+	EXPECT_NE(NULL, strstr(ps.part[1], "\r\nOriginal-Envelope-Id: QQ+id=7\r\n"))
+		TH_LOG("%s", ps.part[1]);
+	EXPECT_NE(NULL, strstr(ps.part[1],
+			       "\r\n\r\nOriginal-Recipient: rfc822; x+o@y.example\r\n"
+			       "Final-Recipient: rfc822; a@dest.example\r\n"
+			       "Action: failed\r\n")) TH_LOG("%s", ps.part[1]);
+	/* no ORCPT, no Original-Recipient; a UTF-8 address as utf-8-addr-xtext */
+	EXPECT_NE(NULL, strstr(ps.part[1], "\r\n\r\nFinal-Recipient: utf-8; "
+			       "j\\x{F6}rg\\x{2B}1@b\\x{FC}cher.example\r\n"))
+		TH_LOG("%s", ps.part[1]);
+	EXPECT_EQ(1, count(ps.part[1], "Original-Recipient"));
+	v = field_value(ps.part[2], "Content-Type");
+	EXPECT_STREQ("message/rfc822", v);
+	free(v);
+	/* the whole message, body included, exactly */
+	EXPECT_NE(NULL, strstr(ps.part[2], "\r\n\r\n" "Received: from client"));
+	EXPECT_EQ(strlen(ps.part[2]) - (strstr(ps.part[2], "\r\n\r\n") + 4 - ps.part[2]),
+		  sizeof(orig_headers) - 1);
+	EXPECT_NE(NULL, strstr(ps.part[2], "body text that must not appear\r\n"));
+	free_parts(&ps);
+	free(m);
+
+	/* RET=FULL over the limit: headers only, and the text says why */
+	b.message = NULL;
+	b.message_len = 0;
+	b.full_max = 1048576;
+	b.envid = NULL;
+	ASSERT_EQ(0, dd_bounce_build(&b, &m, &len));
+	split_bounce(_metadata, m, &ps);
+	EXPECT_NE(NULL, strstr(ps.part[0], "Your message is larger than 1048576 "
+			       "bytes, so only its headers are attached"))
+		TH_LOG("%s", ps.part[0]);
+	EXPECT_EQ(NULL, strstr(ps.part[1], "Original-Envelope-Id"));
+	v = field_value(ps.part[2], "Content-Type");
+	EXPECT_STREQ("text/rfc822-headers", v);
+	free(v);
+	EXPECT_EQ(NULL, strstr(ps.part[2], "must not appear"));
+	free_parts(&ps);
+	free(m);
+
+	/* 8-bit original, SMTPUTF8: message/global, 8bit */
+	b.full_max = 0;
+	b.message = "Subject: \xc3\xa9t\xc3\xa9\r\n\r\nx\r\n";
+	b.message_len = strlen(b.message);
+	b.message_global = true;
+	ASSERT_EQ(0, dd_bounce_build(&b, &m, &len));
+	split_bounce(_metadata, m, &ps);
+	v = field_value(ps.part[2], "Content-Type");
+	EXPECT_STREQ("message/global", v);
+	free(v);
+	v = field_value(ps.part[2], "Content-Transfer-Encoding");
+	EXPECT_STREQ("8bit", v);
+	free(v);
+	EXPECT_NE(NULL, strstr(ps.part[2], b.message));
+	free_parts(&ps);
+	free(m);
+
+	/* a relayed notice: never the message, Action relayed, Status 2.0.0 */
+	rc[0].status = "2.0.0";
+	rc[0].code = 250;
+	rc[0].diag = "2.0.0 Ok: queued";
+	b.nrcpt = 1;
+	b.relayed = true;
+	ASSERT_EQ(0, dd_bounce_build(&b, &m, &len));
+	check_lines(_metadata, m, len);
+	split_bounce(_metadata, m, &ps);
+	v = field_value(ps.head, "Subject");
+	EXPECT_STREQ("Successful Mail Delivery Report", v);
+	free(v);
+	EXPECT_NE(NULL, strstr(ps.part[0], "relayed to the recipient below"));
+	EXPECT_NE(NULL, strstr(ps.part[1], "\r\nAction: relayed\r\nStatus: 2.0.0\r\n"))
+		TH_LOG("%s", ps.part[1]);
+	EXPECT_NE(NULL, strstr(ps.part[1], "Diagnostic-Code: smtp; 250 2.0.0 Ok: queued"));
+	v = field_value(ps.part[2], "Content-Type");
+	EXPECT_STREQ("text/rfc822-headers", v);
+	free(v);
+	EXPECT_EQ(NULL, strstr(m, "must not appear"));
+	free_parts(&ps);
+	free(m);
 }
 
 TEST_HARNESS_MAIN

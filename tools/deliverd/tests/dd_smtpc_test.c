@@ -1176,12 +1176,126 @@ TEST(smtputf8)
 	ASSERT_EQ(DD_SMTPC_DONE, dd_smtpc_run(c));
 	EXPECT_EQ(553, dd_smtpc_result(c)->msg.code);
 	EXPECT_STREQ("5.6.7", dd_smtpc_result(c)->rcpt[0].enh);
+	EXPECT_STREQ("SMTPUTF8 required but not offered",
+		     dd_smtpc_result(c)->rcpt[0].text);
+	EXPECT_STREQ("", take(c));
 	dd_smtpc_free(c);
 
 	SESSION(c, "250 SMTPUTF8\r\n");
 	ASSERT_EQ(0, dd_smtpc_start(c, &m));
 	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
 	EXPECT_STREQ("MAIL FROM:<s@src.example> SMTPUTF8\r\n", take(c));
+	dd_smtpc_free(c);
+
+	/* ASCII addresses, but injected with SMTPUTF8: the flag decides */
+	m = msg3();
+	m.nrcpt = 1;
+	m.flags = DD_MSG_SMTPUTF8;
+	SESSION(c, "250-SMTPUTF8\r\n250 8BITMIME\r\n");
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("MAIL FROM:<s@src.example> SMTPUTF8\r\n", take(c));
+	dd_smtpc_free(c);
+	SESSION(c, "250-8BITMIME\r\n250 DSN\r\n");
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_DONE, dd_smtpc_run(c));
+	EXPECT_EQ(553, dd_smtpc_result(c)->rcpt[0].code);
+	EXPECT_STREQ("5.6.7", dd_smtpc_result(c)->rcpt[0].enh);
+	dd_smtpc_free(c);
+}
+
+/* RFC 3461: RET, ENVID, NOTIFY, ORCPT byte-exact when DSN is offered. */
+TEST(dsn_offered)
+{
+	static const uint8_t notify[3] = {
+		DD_NOTIFY_SUCCESS | DD_NOTIFY_FAILURE | DD_NOTIFY_DELAY,
+		DD_NOTIFY_NEVER, 0,
+	};
+	static const char *const orcpt[3] = { "rfc822;a+2Bx@dest.example",
+					      NULL, "rfc822;c@dest.example" };
+	struct dd_smtpc_msg m = msg3_7bit();
+	struct dd_smtpc *c;
+
+	m.envid = "QQ+2Bid+3D1";
+	m.ret = DD_RET_FULL;
+	m.notify = notify;
+	m.orcpt = orcpt;
+	SESSION(c, "250-PIPELINING\r\n250-DSN\r\n250 SIZE\r\n");
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("MAIL FROM:<s@src.example> SIZE=1234 RET=FULL ENVID=QQ+2Bid+3D1\r\n"
+		     "RCPT TO:<a@dest.example> NOTIFY=SUCCESS,FAILURE,DELAY "
+		     "ORCPT=rfc822;a+2Bx@dest.example\r\n"
+		     "RCPT TO:<b@dest.example> NOTIFY=NEVER\r\n"
+		     "RCPT TO:<c@dest.example> ORCPT=rfc822;c@dest.example\r\n"
+		     "DATA\r\n", take(c));
+	feed(c, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	ASSERT_EQ(DD_SMTPC_BODY, dd_smtpc_run(c));
+	dd_smtpc_body_sent(c);
+	feed(c, "250 done\r\n");
+	ASSERT_EQ(DD_SMTPC_DONE, dd_smtpc_run(c));
+	EXPECT_TRUE(dd_smtpc_result(c)->dsn);
+	dd_smtpc_free(c);
+
+	/* the other combinations of NOTIFY, and RET=HDRS without ENVID */
+	{
+		static const uint8_t n2[3] = {
+			DD_NOTIFY_FAILURE | DD_NOTIFY_DELAY, DD_NOTIFY_SUCCESS,
+			DD_NOTIFY_SUCCESS | DD_NOTIFY_DELAY,
+		};
+
+		m.envid = NULL;
+		m.ret = DD_RET_HDRS;
+		m.notify = n2;
+		m.orcpt = NULL;
+		SESSION(c, "250-PIPELINING\r\n250 DSN\r\n");
+		ASSERT_EQ(0, dd_smtpc_start(c, &m));
+		ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+		EXPECT_STREQ("MAIL FROM:<s@src.example> RET=HDRS\r\n"
+			     "RCPT TO:<a@dest.example> NOTIFY=FAILURE,DELAY\r\n"
+			     "RCPT TO:<b@dest.example> NOTIFY=SUCCESS\r\n"
+			     "RCPT TO:<c@dest.example> NOTIFY=SUCCESS,DELAY\r\n"
+			     "DATA\r\n", take(c));
+		dd_smtpc_free(c);
+	}
+
+	/* a value that would break the command line is refused */
+	m.envid = "a b";
+	SESSION(c, "250 DSN\r\n");
+	EXPECT_EQ(-EINVAL, dd_smtpc_start(c, &m));
+	m.envid = NULL;
+	{
+		static const char *const bad[3] = { NULL, "rfc822;x\r\nQUIT", NULL };
+
+		m.orcpt = bad;
+		EXPECT_EQ(-EINVAL, dd_smtpc_start(c, &m));
+	}
+	dd_smtpc_free(c);
+}
+
+/* Without DSN at the server none of them goes out. */
+TEST(dsn_not_offered)
+{
+	static const uint8_t notify[3] = { DD_NOTIFY_SUCCESS, DD_NOTIFY_NEVER, 0 };
+	static const char *const orcpt[3] = { "rfc822;a@dest.example", NULL, NULL };
+	struct dd_smtpc_msg m = msg3_7bit();
+	struct dd_smtpc *c;
+
+	m.envid = "QQ";
+	m.ret = DD_RET_FULL;
+	m.notify = notify;
+	m.orcpt = orcpt;
+	SESSION(c, "250-PIPELINING\r\n250-SMTPUTF8\r\n250 SIZE\r\n");
+	ASSERT_EQ(0, dd_smtpc_start(c, &m));
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_STREQ("MAIL FROM:<s@src.example> SIZE=1234\r\n" RCPTS3
+		     "DATA\r\n", take(c));
+	feed(c, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+	ASSERT_EQ(DD_SMTPC_BODY, dd_smtpc_run(c));
+	dd_smtpc_body_sent(c);
+	feed(c, "250 done\r\n");
+	ASSERT_EQ(DD_SMTPC_DONE, dd_smtpc_run(c));
+	EXPECT_FALSE(dd_smtpc_result(c)->dsn);
 	dd_smtpc_free(c);
 }
 

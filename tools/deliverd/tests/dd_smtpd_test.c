@@ -25,7 +25,8 @@
 
 #define GREETING	"220 mx.test ESMTP deliverd\r\n"
 #define EHLO_REPLY	"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n" \
-			"250-8BITMIME\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES\r\n"
+			"250-8BITMIME\r\n250-CHUNKING\r\n250-DSN\r\n250-SMTPUTF8\r\n" \
+			"250 ENHANCEDSTATUSCODES\r\n"
 #define RECEIVED	"Received: from client.test (192.0.2.1)\r\n" \
 			"\tby mx.test with ESMTP;\r\n\t"
 
@@ -35,6 +36,7 @@ struct got {
 	uint32_t flags;
 	char *body;
 	size_t body_len;
+	char *dsn;		/* "envid=E ret=R notify=a,b orcpt=x|y" */
 	const struct dd_smtpd_msg *m;
 };
 
@@ -102,6 +104,17 @@ static enum dd_smtpd_act t_run(struct t *t)
 			memcpy(g->body, m->body, m->body_len);
 			g->body[m->body_len] = '\0';
 			g->body_len = m->body_len;
+			dd_buf_addf(&r, "envid=%s ret=%u notify=",
+				    m->envid ? m->envid : "-", m->ret);
+			for (unsigned int i = 0; i < m->nrcpt; i++)
+				dd_buf_addf(&r, "%s%u", i ? "," : "",
+					    m->notify ? m->notify[i] : 99);
+			dd_buf_adds(&r, " orcpt=");
+			for (unsigned int i = 0; i < m->nrcpt; i++)
+				dd_buf_addf(&r, "%s%s", i ? "|" : "",
+					    !m->orcpt ? "*" : m->orcpt[i] ?
+					    m->orcpt[i] : "-");
+			g->dsn = dd_buf_detach(&r, NULL);
 			g->m = m;
 			if (t->autodone)
 				dd_smtpd_message_done(t->s, m, 0, t->qid++);
@@ -145,6 +158,7 @@ static void t_free(struct t *t)
 		free(t->msg[i].sender);
 		free(t->msg[i].rcpts);
 		free(t->msg[i].body);
+		free(t->msg[i].dsn);
 	}
 	for (unsigned int i = 0; i < t->nctl && i < 8; i++)
 		free(t->ctl[i]);
@@ -575,7 +589,7 @@ TEST(size_limits)
 	       "MAIL FROM:<a@b.c> SIZE=\r\n"
 	       "MAIL FROM:<a@b.c> SIZE=1 SIZE=2\r\n"
 	       "MAIL FROM:<a@b.c> AUTH=<>\r\n"
-	       "MAIL FROM:<a@b.c> SMTPUTF8\r\n"
+	       "MAIL FROM:<a@b.c> XFOO\r\n"
 	       "MAIL FROM:<a@b.c> BODY=9BIT\r\n"
 	       "MAIL FROM:<a@b.c> size=1000 body=8bitmime\r\n");
 	EXPECT_STREQ("552 5.3.4 Message size exceeds fixed maximum message size\r\n"
@@ -584,7 +598,7 @@ TEST(size_limits)
 		     "501 5.5.4 Bad parameter syntax\r\n"
 		     "501 5.5.4 Bad parameter value\r\n"
 		     "555 5.5.4 Unsupported parameter AUTH\r\n"
-		     "555 5.5.4 Unsupported parameter SMTPUTF8\r\n"
+		     "555 5.5.4 Unsupported parameter XFOO\r\n"
 		     "501 5.5.4 Bad parameter value\r\n"
 		     "250 2.1.0 Ok\r\n", t_out(&t));
 	EXPECT_EQ(DD_SMTPD_READ, t.last);
@@ -751,7 +765,7 @@ TEST(address_syntax)
 	       "MAIL FROM:<@r.s:a@b.c>\r\nMAIL FROM:<a>\r\n"
 	       "MAIL FROM: <a@b.c>\r\n"
 	       "RCPT TO:<>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<@r:x@y.z>\r\n"
-	       "RCPT TO:x@y.z\r\nRCPT TO:<x@y.z> NOTIFY=NEVER\r\n"
+	       "RCPT TO:x@y.z\r\nRCPT TO:<x@y.z> XFOO=1\r\n"
 	       "RCPT TO:<x@-y.z>\r\nRCPT TO:<x@y.z>x\r\nrcpt to:<X@Y.Z>\r\n");
 	EXPECT_STREQ("501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
 		     "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
@@ -763,7 +777,7 @@ TEST(address_syntax)
 		     "501 5.1.3 The recipient address needs a domain\r\n"
 		     "501 5.1.3 Source routes are not accepted\r\n"
 		     "501 5.5.4 Syntax: RCPT TO:<address>\r\n"
-		     "555 5.5.4 Unsupported parameter NOTIFY\r\n"
+		     "555 5.5.4 Unsupported parameter XFOO\r\n"
 		     "501 5.1.3 Bad recipient address syntax\r\n"
 		     "501 5.5.4 Bad parameter syntax\r\n"
 		     "250 2.1.5 Ok\r\n", t_out(&t));
@@ -950,6 +964,191 @@ TEST(eof)
 	dd_smtpd_message_done(t.s, t.msg[0].m, -EIO, 0);
 	EXPECT_EQ(DD_SMTPD_CLOSE, t_run(&t));
 	EXPECT_NE(NULL, strstr(t_out(&t), "250 2.1.5 Ok\r\n451 4.3.0 Local error\r\n"));
+	t_free(&t);
+}
+
+/* RFC 3461 parameters are kept as given and handed on with the message. */
+TEST(dsn_params)
+{
+	struct t t;
+
+	t_init(&t, false, NULL, false);
+	t_feed(&t, "EHLO client.test\r\n");
+	EXPECT_STREQ(GREETING EHLO_REPLY, t_out(&t));
+	t_feed(&t, "MAIL FROM:<a@b.c> RET=hdrs ENVID=QQ+2Bid+3D1\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=success,Failure ORCPT=rfc822;x+2Bt@y.z\r\n"
+	       "RCPT TO:<u@y.z>\r\n"
+	       "RCPT TO:<v@y.z> NOTIFY=NEVER\r\n"
+	       "DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+	EXPECT_STREQ("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+		     "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+		     "250 2.0.0 Ok: queued as 0000000000000100\r\n", t_out(&t));
+	ASSERT_EQ(1, t.nmsg);
+	EXPECT_STREQ("x@y.z,u@y.z,v@y.z", t.msg[0].rcpts);
+	/* DD_NOTIFY_SUCCESS | DD_NOTIFY_FAILURE = 6, none = 0, NEVER = 1 */
+	EXPECT_STREQ("envid=QQ+2Bid+3D1 ret=2 notify=6,0,1 "
+		     "orcpt=rfc822;x+2Bt@y.z|-|-", t.msg[0].dsn);
+	EXPECT_EQ(0, t.msg[0].flags);
+
+	/* RET=FULL, NOTIFY=DELAY alone; no ORCPT at all gives a NULL array */
+	t_feed(&t, "MAIL FROM:<a@b.c> RET=FULL\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=DELAY\r\nBDAT 3 LAST\r\nx\r\n");
+	ASSERT_EQ(2, t.nmsg);
+	EXPECT_STREQ("envid=- ret=1 notify=8 orcpt=*", t.msg[1].dsn);
+
+	/* nothing given: no arrays, no ENVID (no leftovers from before) */
+	t_feed(&t, "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\n"
+	       "BDAT 3 LAST\r\nx\r\n");
+	ASSERT_EQ(3, t.nmsg);
+	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[2].dsn);
+	t_out(&t);
+
+	/* a MAIL refused after its ENVID leaves none behind */
+	t_feed(&t, "MAIL FROM:<a@b.c> ENVID=stale SIZE=5000\r\n"
+	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 3 LAST\r\nx\r\n");
+	EXPECT_STREQ("552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+		     "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+		     "250 2.0.0 Ok: queued as 0000000000000103\r\n", t_out(&t));
+	ASSERT_EQ(4, t.nmsg);
+	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[3].dsn);
+
+	/* RSET forgets the ENVID */
+	t_feed(&t, "MAIL FROM:<a@b.c> ENVID=old\r\nRSET\r\n"
+	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 3 LAST\r\nx\r\n");
+	ASSERT_EQ(5, t.nmsg);
+	EXPECT_STREQ("envid=- ret=0 notify=99 orcpt=*", t.msg[4].dsn);
+	t_free(&t);
+}
+
+/* Each malformed DSN parameter and its reply. */
+TEST(dsn_bad)
+{
+	char envid[120], orcpt[520], line[600];
+	struct t t;
+
+	t_init(&t, false, NULL, false);
+	t.conf.max_errors = 0;
+	t.conf.max_line = 1000;
+	t_restart(&t);
+	t_feed(&t, "EHLO client.test\r\n");
+	t_out(&t);
+	t_feed(&t, "MAIL FROM:<a@b.c> RET=BODY\r\n"
+	       "MAIL FROM:<a@b.c> RET\r\n"
+	       "MAIL FROM:<a@b.c> RET=FULL RET=HDRS\r\n"
+	       "MAIL FROM:<a@b.c> ENVID=a+2\r\n"
+	       "MAIL FROM:<a@b.c> ENVID=a+2b\r\n"
+	       "MAIL FROM:<a@b.c> ENVID=a+00\r\n"
+	       "MAIL FROM:<a@b.c> ENVID\r\n"
+	       "MAIL FROM:<a@b.c> ENVID=a ENVID=b\r\n"
+	       "MAIL FROM:<a@b.c> SMTPUTF8=yes\r\n"
+	       "MAIL FROM:<a@b.c> SMTPUTF8 SMTPUTF8\r\n");
+	EXPECT_STREQ("501 5.5.4 RET must be FULL or HDRS\r\n"
+		     "501 5.5.4 RET must be FULL or HDRS\r\n"
+		     "501 5.5.4 Duplicate RET parameter\r\n"
+		     "501 5.5.4 ENVID is not valid xtext\r\n"
+		     "501 5.5.4 ENVID is not valid xtext\r\n"
+		     "501 5.5.4 ENVID is not valid xtext\r\n"
+		     "501 5.5.4 ENVID is not valid xtext\r\n"
+		     "501 5.5.4 Duplicate ENVID parameter\r\n"
+		     "501 5.5.4 SMTPUTF8 takes no value\r\n"
+		     "501 5.5.4 Duplicate SMTPUTF8 parameter\r\n", t_out(&t));
+	/* ENVID: 100 characters are fine, 101 are not */
+	memset(envid, 'e', 101);
+	envid[101] = '\0';
+	snprintf(line, sizeof(line), "MAIL FROM:<a@b.c> ENVID=%s\r\n", envid);
+	t_feed(&t, line);
+	EXPECT_STREQ("501 5.5.4 ENVID longer than 100 characters\r\n", t_out(&t));
+	envid[100] = '\0';
+	snprintf(line, sizeof(line), "MAIL FROM:<a@b.c> ENVID=%s\r\n", envid);
+	t_feed(&t, line);
+	EXPECT_STREQ("250 2.1.0 Ok\r\n", t_out(&t));
+
+	t_feed(&t, "RCPT TO:<x@y.z> NOTIFY=NEVER,SUCCESS\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=FAILURE,NEVER\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=SUCCESS,SUCCESS\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=SOMETIMES\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=SUCCESS,\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY\r\n"
+	       "RCPT TO:<x@y.z> NOTIFY=DELAY NOTIFY=DELAY\r\n"
+	       "RCPT TO:<x@y.z> ORCPT=x@y.z\r\n"
+	       "RCPT TO:<x@y.z> ORCPT=rfc822;\r\n"
+	       "RCPT TO:<x@y.z> ORCPT=;x@y.z\r\n"
+	       "RCPT TO:<x@y.z> ORCPT=rfc822;x+4@y.z\r\n"
+	       "RCPT TO:<x@y.z> ORCPT=rfc822;a ORCPT=rfc822;b\r\n"
+	       "RCPT TO:<x@y.z> FOO=BAR\r\n");
+	EXPECT_STREQ("501 5.5.4 NOTIFY=NEVER cannot be combined with other values\r\n"
+		     "501 5.5.4 NOTIFY=NEVER cannot be combined with other values\r\n"
+		     "501 5.5.4 NOTIFY lists a value twice\r\n"
+		     "501 5.5.4 NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY\r\n"
+		     "501 5.5.4 NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY\r\n"
+		     "501 5.5.4 NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY\r\n"
+		     "501 5.5.4 Duplicate NOTIFY parameter\r\n"
+		     "501 5.5.4 ORCPT must be addr-type;xtext\r\n"
+		     "501 5.5.4 ORCPT must be addr-type;xtext\r\n"
+		     "501 5.5.4 ORCPT must be addr-type;xtext\r\n"
+		     "501 5.5.4 ORCPT must be addr-type;xtext\r\n"
+		     "501 5.5.4 Duplicate ORCPT parameter\r\n"
+		     "555 5.5.4 Unsupported parameter FOO\r\n", t_out(&t));
+	/* ORCPT: 500 characters are fine, 501 are not */
+	memcpy(orcpt, "rfc822;", 7);
+	memset(orcpt + 7, 'o', 494);
+	orcpt[501] = '\0';
+	snprintf(line, sizeof(line), "RCPT TO:<x@y.z> ORCPT=%s\r\n", orcpt);
+	t_feed(&t, line);
+	EXPECT_STREQ("501 5.5.4 ORCPT longer than 500 characters\r\n", t_out(&t));
+	orcpt[500] = '\0';
+	snprintf(line, sizeof(line), "RCPT TO:<x@y.z> ORCPT=%s\r\n", orcpt);
+	t_feed(&t, line);
+	EXPECT_STREQ("250 2.1.5 Ok\r\n", t_out(&t));
+
+	/* HELO: no DSN (no ESMTP at all) */
+	t_feed(&t, "HELO client.test\r\nMAIL FROM:<a@b.c> RET=FULL\r\n"
+	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z> NOTIFY=NEVER\r\n");
+	EXPECT_STREQ("250 mx.test\r\n555 5.5.4 Unsupported parameter RET\r\n"
+		     "250 2.1.0 Ok\r\n555 5.5.4 Unsupported parameter NOTIFY\r\n",
+		     t_out(&t));
+	t_free(&t);
+}
+
+/* RFC 6531: UTF-8 addresses with SMTPUTF8 only, and well-formed only. */
+TEST(smtputf8)
+{
+	struct t t;
+
+	t_init(&t, false, NULL, false);
+	t.conf.max_errors = 0;
+	t_restart(&t);
+	t_feed(&t, "EHLO client.test\r\n");
+	t_out(&t);
+	t_feed(&t, "MAIL FROM:<j\xc3\xb6rg@b.c>\r\n"
+	       "MAIL FROM:<a@b.c>\r\n"
+	       "RCPT TO:<\xe5\x8f\x97@y.z>\r\n"
+	       "RCPT TO:<x@\xc3\xbc.z>\r\n"
+	       "RSET\r\n"
+	       "MAIL FROM:<j\xc3\xb6rg@b.c> SMTPUTF8\r\n"
+	       "RCPT TO:<\xe5\x8f\x97@\xe4\xbe\x8b.z>\r\n"
+	       "RCPT TO:<bad\xff@y.z>\r\n"
+	       "RCPT TO:<bad@\xc3.z>\r\n"
+	       "BDAT 3 LAST\r\nx\r\n");
+	EXPECT_STREQ("553 5.6.7 Non-ASCII sender address requires SMTPUTF8\r\n"
+		     "250 2.1.0 Ok\r\n"
+		     "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8\r\n"
+		     "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8\r\n"
+		     "250 2.0.0 Ok\r\n"
+		     "250 2.1.0 Ok\r\n"
+		     "250 2.1.5 Ok\r\n"
+		     "501 5.1.3 Bad recipient address syntax\r\n"
+		     "501 5.1.3 Bad recipient address syntax\r\n"
+		     "250 2.0.0 Ok: queued as 0000000000000100\r\n", t_out(&t));
+	ASSERT_EQ(1, t.nmsg);
+	EXPECT_STREQ("j\xc3\xb6rg@b.c", t.msg[0].sender);
+	EXPECT_STREQ("\xe5\x8f\x97@\xe4\xbe\x8b.z", t.msg[0].rcpts);
+	EXPECT_EQ(DD_MSG_SMTPUTF8, t.msg[0].flags);
+	/* an ASCII message with SMTPUTF8 keeps the flag too */
+	t_feed(&t, "MAIL FROM:<a@b.c> SMTPUTF8 BODY=8BITMIME\r\n"
+	       "RCPT TO:<x@y.z>\r\nBDAT 3 LAST\r\nx\r\n");
+	ASSERT_EQ(2, t.nmsg);
+	EXPECT_EQ(DD_MSG_SMTPUTF8 | DD_MSG_8BIT, t.msg[1].flags);
 	t_free(&t);
 }
 

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1267,6 +1268,163 @@ TEST(concurrent_final)
 	for (i = 0; i < N; i++)
 		free(subs[i].body);
 	free(subs);
+	rm_rf(dir);
+	free(dir);
+	leak_check();
+}
+
+/* The record's version on disk (1: plain, 2: with the DSN block). */
+static unsigned int rec_version(struct dd_spool *sp, struct dd_msg *m)
+{
+	struct dd_rec_hdr h;
+
+	if (pread(dd_spool_seg_fd(sp, m->seg), &h, sizeof(h),
+		  (off_t)rec_off(m)) != sizeof(h) || le32toh(h.magic) != DD_REC_MAGIC)
+		return 0;
+	return le16toh(h.version);
+}
+
+/*
+ * RFC 3461 fields and SMTPUTF8 survive a restart; a message without them
+ * still gets a version 1 record, which still loads.
+ */
+TEST(dsn_roundtrip)
+{
+	static const char dotted[] = "Subject: x\r\n\r\n.dot\r\n";
+	static const uint8_t notify[3] = {
+		DD_NOTIFY_SUCCESS | DD_NOTIFY_FAILURE, 0, DD_NOTIFY_NEVER,
+	};
+	static const char *const orcpt[3] = { "rfc822;x+2Bo@y.test", NULL,
+					      "utf-8;z+40w" };
+	char *dir = tmpdir();
+	struct dd_spool_conf c = conf_for(dir);
+	struct dd_spool *sp;
+	struct sub a, b, u;
+	struct dd_submit d;
+	struct waiter w;
+	struct found f;
+	int pass;
+
+	waiter_init(&w);
+	make_sub(&a, &w, 1, 200, false);
+	make_sub(&b, &w, 2, 300, true);		/* 3 recipients, stuffed */
+	make_sub(&u, &w, 4, 200, false);	/* 2 recipients */
+	strcpy(b.rcpt[0], "j\xc3\xb6rg@b\xc3\xbc" "cher.test");
+	b.flags = DD_MSG_8BIT | DD_MSG_SMTPUTF8;
+	u.flags = DD_MSG_SMTPUTF8;
+	free(u.body);
+	u.body = strdup(dotted);
+	u.len = strlen(dotted);
+	ASSERT_EQ(0, open_spool(&sp, &c, &f));
+	ASSERT_EQ(0, submit(sp, &a));
+	d = (struct dd_submit){
+		.sender = b.sender, .rcpts = b.rp, .nrcpt = b.nrcpt,
+		.flags = b.flags, .body = b.body, .body_len = b.len,
+		.envid = "QQ+2Bid", .ret = DD_RET_FULL, .notify = notify,
+		.orcpt = orcpt, .done = done_cb, .arg = &b,
+	};
+	ASSERT_EQ(3, b.nrcpt);
+	ASSERT_EQ(0, dd_spool_submit(sp, &d));
+	ASSERT_EQ(0, submit(sp, &u));
+	wait_done(&w, 3);
+	ASSERT_EQ(0, a.err + b.err + u.err);
+	for (pass = 0; pass < 2; pass++) {
+		struct dd_msg *ma = pass ? found_id(&f, a.id) : a.msg;
+		struct dd_msg *mb = pass ? found_id(&f, b.id) : b.msg;
+		struct dd_msg *mu = pass ? found_id(&f, u.id) : u.msg;
+
+		ASSERT_NE(NULL, ma);
+		ASSERT_NE(NULL, mb);
+		ASSERT_NE(NULL, mu);
+		ASSERT_TRUE(same(sp, ma, &a));
+		ASSERT_TRUE(same(sp, mb, &b));
+		ASSERT_TRUE(same(sp, mu, &u));
+		EXPECT_EQ(1, rec_version(sp, ma));
+		EXPECT_EQ(2, rec_version(sp, mb));
+		EXPECT_EQ(2, rec_version(sp, mu));
+		/* the plain one: nothing */
+		EXPECT_EQ(NULL, ma->envid);
+		EXPECT_EQ(DD_RET_NONE, ma->ret);
+		EXPECT_EQ(0, ma->rcpt[0].notify);
+		EXPECT_EQ(NULL, ma->rcpt[0].orcpt);
+		/* everything, as given */
+		ASSERT_NE(NULL, mb->envid);
+		EXPECT_STREQ("QQ+2Bid", mb->envid);
+		EXPECT_EQ(DD_RET_FULL, mb->ret);
+		EXPECT_EQ(DD_MSG_8BIT | DD_MSG_SMTPUTF8,
+			  mb->flags & ~(DD_MSG_STUFFED | DD_MSG_HELD));
+		EXPECT_TRUE(mb->flags & DD_MSG_STUFFED);
+		EXPECT_STREQ("b\xc3\xbc" "cher.test", mb->rcpt[0].domain);
+		for (int i = 0; i < 3; i++) {
+			EXPECT_EQ(notify[i], mb->rcpt[i].notify);
+			if (orcpt[i]) {
+				ASSERT_NE(NULL, mb->rcpt[i].orcpt);
+				EXPECT_STREQ(orcpt[i], mb->rcpt[i].orcpt);
+			} else {
+				EXPECT_EQ(NULL, mb->rcpt[i].orcpt);
+			}
+		}
+		/* SMTPUTF8 alone: the flag, an empty DSN block after the
+		 * stuffed copy */
+		EXPECT_EQ(DD_MSG_SMTPUTF8 | DD_MSG_STUFFED, mu->flags);
+		EXPECT_EQ(NULL, mu->envid);
+		EXPECT_EQ(DD_RET_NONE, mu->ret);
+		EXPECT_EQ(0, mu->rcpt[1].notify);
+		EXPECT_EQ(NULL, mu->rcpt[1].orcpt);
+		close_spool(sp, &f);
+		ASSERT_EQ(0, open_spool(&sp, &c, &f));
+		ASSERT_EQ(3, f.n);
+	}
+	close_spool(sp, &f);
+	free(a.body);
+	free(b.body);
+	free(u.body);
+	rm_rf(dir);
+	free(dir);
+	leak_check();
+}
+
+/* A DSN block that does not check is a corrupt record, and only that one. */
+TEST(dsn_bad_input)
+{
+	static const uint8_t bad_notify[1] = { DD_NOTIFY_NEVER | DD_NOTIFY_DELAY };
+	static const uint8_t bad_bits[1] = { 0x10 };
+	char *dir = tmpdir(), long_orcpt[DD_ORCPT_MAX + 2];
+	const char *orcpt[1] = { long_orcpt };
+	struct dd_spool_conf c = conf_for(dir);
+	struct dd_spool *sp;
+	struct dd_submit d;
+	struct waiter w;
+	struct found f;
+	struct sub a;
+
+	waiter_init(&w);
+	make_sub(&a, &w, 3, 100, false);	/* 1 recipient */
+	ASSERT_EQ(0, open_spool(&sp, &c, &f));
+	d = (struct dd_submit){
+		.sender = a.sender, .rcpts = a.rp, .nrcpt = 1, .body = a.body,
+		.body_len = a.len, .done = done_cb, .arg = &a,
+	};
+	d.ret = DD_RET_HDRS + 1;
+	EXPECT_EQ(-EINVAL, dd_spool_submit(sp, &d));
+	d.ret = DD_RET_HDRS;
+	d.notify = bad_notify;
+	EXPECT_EQ(-EINVAL, dd_spool_submit(sp, &d));
+	d.notify = bad_bits;
+	EXPECT_EQ(-EINVAL, dd_spool_submit(sp, &d));
+	d.notify = NULL;
+	memset(long_orcpt, 'o', sizeof(long_orcpt) - 1);
+	long_orcpt[sizeof(long_orcpt) - 1] = '\0';
+	d.orcpt = orcpt;
+	EXPECT_EQ(-EINVAL, dd_spool_submit(sp, &d));
+	long_orcpt[DD_ORCPT_MAX] = '\0';
+	EXPECT_EQ(0, dd_spool_submit(sp, &d));
+	wait_done(&w, 1);
+	ASSERT_NE(NULL, a.msg);
+	EXPECT_EQ(DD_ORCPT_MAX, strlen(a.msg->rcpt[0].orcpt));
+	EXPECT_EQ(DD_RET_HDRS, a.msg->ret);
+	close_spool(sp, &f);
+	free(a.body);
 	rm_rf(dir);
 	free(dir);
 	leak_check();

@@ -13,6 +13,7 @@ Usage::
 
     dd_testserver.py --listen 127.0.0.1:2601 [--listen [::1]:2601]
         [--no-chunking] [--no-pipelining] [--no-8bitmime] [--size N]
+        [--dsn] [--smtputf8]
         [--banner-delay S] [--reply RULE]... [--delay RULE]...
         [--disconnect RULE]... [--record DIR] [--stats FILE]
         [--ready-file FILE] [--transcript FILE] [-v] [--lifetime S]
@@ -80,7 +81,14 @@ rename, so its presence means both are complete)::
     {"id": n, "mail_from": "a@b", "rcpts": ["c@d"], "transport": "bdat",
      "size": 1234, "conn": 3, "pipelined": true, "mail_params": ["SIZE=1234"],
      "rcpt_params": [[]], "helo": "client.name", "peer": "127.0.0.1:40000",
-     "8bit": false, "time": 1700000000.0}
+     "8bit": false, "time": 1700000000.0,
+     "mail_line": "MAIL FROM:<a@b> SIZE=1234", "rcpt_lines": ["RCPT TO:<c@d>"]}
+
+mail_line and rcpt_lines are the accepted commands as received (UTF-8,
+without CRLF).  --dsn offers DSN (RFC 3461) and accepts RET, ENVID,
+NOTIFY and ORCPT; --smtputf8 offers SMTPUTF8 (RFC 6531) and accepts it
+on MAIL.  Without them those parameters are violations (555), and so is
+a non-ASCII address in a transaction without SMTPUTF8 (553 5.6.7).
 
 pipelined is true when any command of the transaction arrived together
 with another command before the server had replied to it (see below).
@@ -323,7 +331,8 @@ class Server:
                 "pipelined": txn.pipelined, "mail_params": txn.params,
                 "rcpt_params": txn.rcpt_params, "helo": conn.helo,
                 "peer": conn.peer, "8bit": any(b > 127 for b in data),
-                "time": time.time(),
+                "time": time.time(), "mail_line": txn.mail_line,
+                "rcpt_lines": txn.rcpt_lines,
                 "tls": conn.tls[0] if conn.tls else None,
                 "tls_cipher": conn.tls[1] if conn.tls else None,
             }
@@ -394,6 +403,9 @@ class Txn:
         self.params = params
         self.rcpts = []
         self.rcpt_params = []
+        self.mail_line = None
+        self.rcpt_lines = []
+        self.utf8 = any(p.upper() == "SMTPUTF8" for p in params)
         self.pipelined = False
         self.chunks = None	# bytearray once BDAT started
         self.failed = False	# a BDAT chunk was refused: discard the rest
@@ -574,6 +586,7 @@ class Conn:
             if handler is None:
                 self.reply(500, "Command unrecognized", enh="5.5.1")
                 continue
+            self.line = line
             code = await handler(arg)
             if code == 421:
                 await self.flush()
@@ -599,6 +612,10 @@ class Conn:
                 ext.append("CHUNKING")
             if self.srv.tls_ctx and not self.tls:
                 ext.append("STARTTLS")
+            if self.args.dsn:
+                ext.append("DSN")
+            if self.args.smtputf8:
+                ext.append("SMTPUTF8")
             ext.append("ENHANCEDSTATUSCODES")
             code = self.send(verb, (arg,), 250, *ext)
         if 200 <= code < 300:
@@ -717,15 +734,27 @@ class Conn:
                   (v.upper() == "7BIT" or
                    (v.upper() == "8BITMIME" and self.args.eightbit))):
                 pass
+            elif k == "SMTPUTF8" and self.esmtp and self.args.smtputf8 \
+                    and not v:
+                pass
+            elif k in ("RET", "ENVID") and self.esmtp and self.args.dsn \
+                    and v:
+                pass
             else:
                 self.srv.violation(self, "MAIL parameter %s not offered"
                                    % prm)
                 self.reply(555, "Unsupported parameter %s" % prm,
                            enh="5.5.4")
                 return 555
+        if not ascii_only(addr) and \
+                not any(x.upper() == "SMTPUTF8" for x in p[1]):
+            self.srv.violation(self, "non-ASCII sender without SMTPUTF8")
+            self.reply(553, "Non-ASCII address needs SMTPUTF8", enh="5.6.7")
+            return 553
         code = self.send("MAIL", (addr,), 250, "Ok", enh="2.1.0")
         if 200 <= code < 300:
             self.txn = Txn(addr, p[1])
+            self.txn.mail_line = self.line
             if self.batch >= 2:
                 self.txn.pipelined = True
         return code
@@ -744,11 +773,18 @@ class Conn:
                             addr.lower() == "postmaster"):
             self.reply(501, "Bad recipient address syntax", enh="5.1.3")
             return 501
-        if p[1]:
+        bad = [x for x in p[1] if not (
+            self.args.dsn and self.esmtp and "=" in x and
+            x.split("=", 1)[0].upper() in ("NOTIFY", "ORCPT"))]
+        if bad:
             self.srv.violation(self, "RCPT parameters %s not offered"
-                               % " ".join(p[1]))
+                               % " ".join(bad))
             self.reply(555, "Unsupported parameter", enh="5.5.4")
             return 555
+        if not ascii_only(addr) and not self.txn.utf8:
+            self.srv.violation(self, "non-ASCII recipient without SMTPUTF8")
+            self.reply(553, "Non-ASCII address needs SMTPUTF8", enh="5.6.7")
+            return 553
         if len(self.txn.rcpts) >= self.args.max_rcpts:
             self.reply(452, "Too many recipients", enh="4.5.3")
             return 452
@@ -756,6 +792,7 @@ class Conn:
         if 200 <= code < 300:
             self.txn.rcpts.append(addr)
             self.txn.rcpt_params.append(p[1])
+            self.txn.rcpt_lines.append(self.line)
         return code
 
     async def do_data(self, arg):
@@ -902,6 +939,10 @@ class Conn:
         return await self.finish(bytes(txn.chunks), "bdat")
 
 
+def ascii_only(a):
+    return all(ord(ch) < 128 for ch in a)
+
+
 def valid_addr(a):
     return re.match(r"^[^@\s<>]+@[^@\s<>]+$", a) is not None
 
@@ -937,6 +978,10 @@ def parse_args(argv):
                     help="do not offer PIPELINING")
     ap.add_argument("--no-8bitmime", dest="eightbit", action="store_false",
                     default=True, help="do not offer 8BITMIME")
+    ap.add_argument("--dsn", action="store_true",
+                    help="offer DSN, accept RET, ENVID, NOTIFY, ORCPT")
+    ap.add_argument("--smtputf8", action="store_true",
+                    help="offer SMTPUTF8 and accept it on MAIL")
     ap.add_argument("--size", type=int, default=0, metavar="N",
                     help="offer SIZE N and refuse bigger messages (0: none)")
     ap.add_argument("--max-rcpts", type=int, default=1000, metavar="N",

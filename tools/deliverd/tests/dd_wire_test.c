@@ -207,6 +207,38 @@ TEST(path)
 	EXPECT_STREQ("", out);
 }
 
+TEST(path_utf8)
+{
+	char out[DD_ADDR_MAX];
+	const char *s, *rest;
+
+	/* RFC 6531: UTF-8 in the local part and the domain, when allowed */
+	s = "<j\xc3\xb6rg@b\xc3\xbc" "cher.example> SMTPUTF8";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), 0, out, &rest));
+	EXPECT_EQ(0, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, &rest));
+	EXPECT_STREQ("j\xc3\xb6rg@b\xc3\xbc" "cher.example", out);
+	EXPECT_STREQ(" SMTPUTF8", rest);
+	s = "<\"\xe2\x82\xac x\"@d.example>";
+	EXPECT_EQ(0, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	s = "<\xf0\x9f\x93\xa7@\xe4\xbe\x8b\xe3\x81\x88.test>";
+	EXPECT_EQ(0, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	/* not well-formed: a lone continuation byte, an overlong '/', a
+	 * surrogate, a truncated sequence, Latin-1 */
+	s = "<a\x80" "b@c.example>";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	s = "<a\xc0\xaf" "b@c.example>";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	s = "<a@\xed\xa0\x80.example>";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	s = "<a\xe2\x82@c.example>";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	s = "<j\xf6rg@c.example>";
+	EXPECT_EQ(-EINVAL, dd_wire_path(s, strlen(s), DD_PATH_UTF8, out, NULL));
+	EXPECT_TRUE(dd_wire_utf8_ok("a\xc3\xa9\xf4\x8f\xbf\xbf", 7));
+	EXPECT_FALSE(dd_wire_utf8_ok("\xf4\x90\x80\x80", 4));
+	EXPECT_FALSE(dd_wire_utf8_ok("\xc3", 1));
+}
+
 TEST(params)
 {
 	struct dd_wire_param p[3];
