@@ -301,7 +301,7 @@ int main(int argc, char **argv)
 	if (dd_d.dkim)
 		dd_info("DKIM: %u signing keys", dd_dkim_count(dd_d.dkim));
 	if (!dd_d.routes) {
-		dd_warn("routes file %s: %s; every domain is unroutable",
+		dd_warn("routes file %s: %s; every domain goes to its MX hosts",
 			dd_d.conf.routes_file, rerr);
 		r = dd_routes_load(&dd_d.routes, "/dev/null", rerr, sizeof(rerr));
 		if (r) {
