@@ -742,21 +742,20 @@ static int parse_line(void *arg, char *line, unsigned int lineno, char *msg,
 {
 	struct keys_load *l = arg;
 	struct dd_dkim *d = l->d;
-	char *save = NULL, *dom, *sel, *alg, *file, *extra, *full;
+	char *f[4], *dom, *sel, *alg, *file, *full;
 	struct dkim_key *k;
 	enum dkim_alg a;
 	unsigned int i;
 	void *v;
 
-	dom = strtok_r(line, DD_LINES_WS, &save);
-	sel = strtok_r(NULL, DD_LINES_WS, &save);
-	alg = strtok_r(NULL, DD_LINES_WS, &save);
-	file = strtok_r(NULL, DD_LINES_WS, &save);
-	extra = strtok_r(NULL, DD_LINES_WS, &save);
-	if (!file || extra) {
+	if (!dd_lines_fields(line, f, 4)) {
 		snprintf(msg, len, "expected 'domain selector algorithm keyfile'");
 		return -EINVAL;
 	}
+	dom = f[0];
+	sel = f[1];
+	alg = f[2];
+	file = f[3];
 	for (char *q = dom; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
 	if (dom[0] == '[' || !dd_wire_domain_ok(dom, strlen(dom))) {

@@ -74,6 +74,18 @@ int dd_lines_read(const char *path, dd_line_fn fn, void *arg, char *err,
 	return ret;
 }
 
+bool dd_lines_fields(char *line, char **f, unsigned int n)
+{
+	char *save = NULL, *w = strtok_r(line, DD_LINES_WS, &save);
+	unsigned int i;
+
+	for (i = 0; i < n && w; i++) {
+		f[i] = w;
+		w = strtok_r(NULL, DD_LINES_WS, &save);
+	}
+	return i == n && !w;
+}
+
 /* ---- domain patterns ---- */
 
 bool dd_domain_pattern(char *d)

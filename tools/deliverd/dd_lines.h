@@ -34,6 +34,12 @@ int dd_lines_read(const char *path, dd_line_fn fn, void *arg, char *err,
 		  size_t errlen);
 
 /*
+ * Split line in place into exactly n fields (separated by DD_LINES_WS)
+ * in f[0..n-1]; false if it has fewer or more.
+ */
+bool dd_lines_fields(char *line, char **f, unsigned int n);
+
+/*
  * Check a domain pattern and lowercase it in place: a name, ".name" (its
  * subdomains) or "*"; a trailing dot is dropped.  Labels are letters,
  * digits, '-', '_' or UTF-8 octets (SMTPUTF8 domains, compared as given:

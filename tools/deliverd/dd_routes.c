@@ -166,19 +166,18 @@ static int route_line(void *arg, char *line, unsigned int lineno, char *msg,
 		      size_t msglen)
 {
 	struct rt_load *l = arg;
-	char *dom, *target, *extra, *save = NULL;
 	struct dd_route route, *cached;
+	char *f[2], *dom, *target;
 	struct rent *e;
 	void *v;
 	int ret;
 
-	dom = strtok_r(line, DD_LINES_WS, &save);
-	target = strtok_r(NULL, DD_LINES_WS, &save);
-	extra = strtok_r(NULL, DD_LINES_WS, &save);
-	if (!target || extra) {
+	if (!dd_lines_fields(line, f, 2)) {
 		dd_errf(msg, msglen, "expected 'domain host:port'");
 		return -EINVAL;
 	}
+	dom = f[0];
+	target = f[1];
 	/* The message shows the domain as written, before it is normalized. */
 	dd_errf(msg, msglen, "bad domain '%s'", dom);
 	if (!dd_domain_pattern(dom))

@@ -94,26 +94,24 @@ static void ssl_reason(char *err, size_t errlen, const char *fallback)
 static int pol_line(void *arg, char *line, unsigned int lineno, char *msg,
 		    size_t msglen)
 {
-	char *dom, *pol, *extra, *save = NULL;
 	enum dd_tls_policy p;
+	char *f[2], *dom;
 	struct pol *e;
 	void *v;
 	int ret;
 
-	dom = strtok_r(line, DD_LINES_WS, &save);
-	pol = strtok_r(NULL, DD_LINES_WS, &save);
-	extra = strtok_r(NULL, DD_LINES_WS, &save);
-	if (!pol || extra) {
+	if (!dd_lines_fields(line, f, 2)) {
 		dd_errf(msg, msglen, "expected 'domain policy'");
 		return -EINVAL;
 	}
+	dom = f[0];
 	/* The message shows the domain as written, before it is normalized. */
 	dd_errf(msg, msglen, "bad domain '%s'", dom);
 	if (!dd_domain_pattern(dom))
 		return -EINVAL;
-	if (pol_parse(pol, &p)) {
+	if (pol_parse(f[1], &p)) {
 		dd_errf(msg, msglen, "unknown policy '%s' (none, may, encrypt "
-			"or verify)", pol);
+			"or verify)", f[1]);
 		return -EINVAL;
 	}
 	ret = dd_dmap_add(arg, dom, sizeof(*e), &v);

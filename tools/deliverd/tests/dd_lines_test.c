@@ -195,6 +195,24 @@ TEST(read_callback_errors)
 	}
 }
 
+TEST(fields)
+{
+	char line[64], *f[3] = { NULL, NULL, NULL };
+
+	strcpy(line, " a\tb  c\r");
+	EXPECT_TRUE(dd_lines_fields(line, f, 3));
+	EXPECT_STREQ("a", f[0]);
+	EXPECT_STREQ("b", f[1]);
+	EXPECT_STREQ("c", f[2]);
+	strcpy(line, "a b");
+	EXPECT_FALSE(dd_lines_fields(line, f, 3));
+	strcpy(line, "a b c d");
+	EXPECT_FALSE(dd_lines_fields(line, f, 3));
+	strcpy(line, "one");
+	EXPECT_TRUE(dd_lines_fields(line, f, 1));
+	EXPECT_STREQ("one", f[0]);
+}
+
 TEST(domain_pattern)
 {
 	static const struct {
