@@ -21,6 +21,7 @@
  */
 #include "dd_conf.h"
 #include "dd_dns.h"
+#include "dd_lines.h"
 #include "dd_log.h"
 
 #include <arpa/inet.h>
@@ -563,50 +564,17 @@ static int apply_line(struct dd_conf *c, char *line, char *msg, size_t msglen)
 	return r;
 }
 
-static int load_file(struct dd_conf *c, const char *path, char *err,
-		     size_t errlen)
+/* One "name = value" line of the settings file into arg. */
+static int conf_line(void *arg, char *line, unsigned int lineno, char *msg,
+		     size_t msglen)
 {
-	char msg[512], *line = NULL;
-	unsigned int lineno = 0;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
-	int r = 0;
+	char *t = trim(line);
 
-	f = fopen(path, "re");
-	if (!f) {
-		r = -errno;
-		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
-		return r;
-	}
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		char *hash, *t;
-
-		lineno++;
-		if (strlen(line) != (size_t)n) {
-			dd_errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
-			r = -EINVAL;
-			break;
-		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
-		t = trim(line);
-		if (!*t)
-			continue;
-		r = apply_line(c, t, msg, sizeof(msg));
-		if (r) {
-			dd_errf(err, errlen, "%s:%u: %s", path, lineno, msg);
-			break;
-		}
-	}
-	if (!r && ferror(f)) {
-		r = -EIO;
-		dd_errf(err, errlen, "%s: read error", path);
-	}
-	free(line);
-	fclose(f);
-	return r;
+	(void)lineno;
+	/* trim() takes any isspace(), more than dd_lines_read() skips */
+	if (!*t)
+		return 0;
+	return apply_line(arg, t, msg, msglen);
 }
 
 int dd_conf_load(struct dd_conf *c, const char *path, char *const *overrides,
@@ -616,7 +584,7 @@ int dd_conf_load(struct dd_conf *c, const char *path, char *const *overrides,
 	int r;
 
 	if (path) {
-		r = load_file(c, path, err, errlen);
+		r = dd_lines_read(path, conf_line, c, err, errlen);
 		if (r)
 			return r;
 	}

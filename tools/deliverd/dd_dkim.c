@@ -24,6 +24,7 @@
 #include <openssl/pem.h>
 
 #include "dd_dkim.h"
+#include "dd_lines.h"
 #include "dd_log.h"
 
 /* Longest line of our DKIM-Signature field (RFC 5322 2.1.1: 78). */
@@ -730,27 +731,31 @@ bad:
 	return NULL;
 }
 
-/* One "domain selector algorithm keyfile" line into d. */
-static int parse_line(struct dd_dkim *d, const char *path, char *line,
-		      unsigned int lineno, char *msg, size_t len)
+struct keys_load {
+	struct dd_dkim *d;
+	const char *path;	/* key files are relative to its directory */
+};
+
+/* One "domain selector algorithm keyfile" line into l->d. */
+static int parse_line(void *arg, char *line, unsigned int lineno, char *msg,
+		      size_t len)
 {
-	char *save = NULL, *dom, *sel, *alg, *file, *extra, *full;
+	struct keys_load *l = arg;
+	struct dd_dkim *d = l->d;
+	char *f[4], *dom, *sel, *alg, *file, *full;
 	struct dkim_key *k;
 	enum dkim_alg a;
 	unsigned int i;
 	void *v;
 
-	dom = strtok_r(line, " \t\r\n", &save);
-	if (!dom)
-		return 1;	/* blank */
-	sel = strtok_r(NULL, " \t\r\n", &save);
-	alg = strtok_r(NULL, " \t\r\n", &save);
-	file = strtok_r(NULL, " \t\r\n", &save);
-	extra = strtok_r(NULL, " \t\r\n", &save);
-	if (!file || extra) {
+	if (!dd_lines_fields(line, f, 4)) {
 		snprintf(msg, len, "expected 'domain selector algorithm keyfile'");
 		return -EINVAL;
 	}
+	dom = f[0];
+	sel = f[1];
+	alg = f[2];
+	file = f[3];
 	for (char *q = dom; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
 	if (dom[0] == '[' || !dd_wire_domain_ok(dom, strlen(dom))) {
@@ -784,7 +789,7 @@ static int parse_line(struct dd_dkim *d, const char *path, char *line,
 		return -ENOMEM;
 	d->keys = v;
 	k = &d->keys[d->nkeys];
-	full = key_path(path, file);
+	full = key_path(l->path, file);
 	if (!full)
 		return -ENOMEM;
 	k->pkey = load_pem(full, a, msg, len);
@@ -804,18 +809,14 @@ static int parse_line(struct dd_dkim *d, const char *path, char *line,
 int dd_dkim_load(struct dd_dkim **dp, const char *path, const char *headers,
 		 char *err, size_t errlen)
 {
+	struct keys_load l = { .path = path };
 	struct dd_dkim *d;
-	char msg[512], *line = NULL;
-	unsigned int lineno = 0;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
-	int ret = 0;
+	int ret;
 
 	*dp = NULL;
 	if (!path || !*path)
 		return 0;
-	d = calloc(1, sizeof(*d));
+	d = l.d = calloc(1, sizeof(*d));
 	if (!d) {
 		dd_errf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
@@ -833,44 +834,7 @@ int dd_dkim_load(struct dd_dkim **dp, const char *path, const char *headers,
 		dd_dkim_free(d);
 		return -EIO;
 	}
-	f = fopen(path, "re");
-	if (!f) {
-		ret = -errno;
-		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
-		dd_dkim_free(d);
-		return ret;
-	}
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		char *hash;
-
-		lineno++;
-		if (strlen(line) != (size_t)n) {
-			dd_errf(err, errlen, "%s:%u: NUL byte in line", path,
-				lineno);
-			ret = -EINVAL;
-			break;
-		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
-		msg[0] = '\0';
-		ret = parse_line(d, path, line, lineno, msg, sizeof(msg));
-		if (ret == 1) {
-			ret = 0;
-			continue;
-		}
-		if (ret) {
-			dd_errf(err, errlen, "%s:%u: %s", path, lineno,
-				ret == -ENOMEM ? "out of memory" : msg);
-			break;
-		}
-	}
-	if (!ret && ferror(f)) {
-		ret = -EIO;
-		dd_errf(err, errlen, "%s: read error", path);
-	}
-	free(line);
-	fclose(f);
+	ret = dd_lines_read(path, parse_line, &l, err, errlen);
 	if (ret) {
 		dd_dkim_free(d);
 		return ret;

@@ -12,13 +12,13 @@
  * (SMTPUTF8) is compared octet for octet as given, without IDNA
  * conversion.  A domain given twice is an error.
  *
- * Lookup is one hash probe for the domain itself, then one per dot in it
- * (the longest ".suffix" first, so ".b.example.com" beats ".example.com"
- * for a.b.example.com), then "*": O(labels), independent of the number
- * of routes.  All keys live in one open-addressing table; the subdomain
- * keys keep their leading dot, so they never collide with exact ones.
+ * The file is read by dd_lines_read() and the routes kept in a struct
+ * dd_dmap: the domain itself, then the longest ".suffix" (".b.example.com"
+ * beats ".example.com" for a.b.example.com), then "*", one hash probe per
+ * label whatever the number of routes.
  */
 #include "dd_routes.h"
+#include "dd_lines.h"
 #include "dd_log.h"
 
 #include <arpa/inet.h>
@@ -33,132 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DOMAIN_BUF	257	/* 255 octets, a trailing dot, NUL */
-
+/* What a domain pattern maps to. */
 struct rent {
-	char *key;		/* NULL: empty slot */
-	uint64_t hash;
 	unsigned int line;	/* where it was defined */
 	struct dd_route route;
 };
 
-struct rtable {
-	struct rent *v;
-	size_t cap;		/* power of two */
-	size_t n;
-};
-
 struct dd_routes {
-	struct rtable t;
-	bool have_star;
-	struct dd_route star;
+	struct dd_dmap map;
 };
-
-static uint64_t hash_str(const char *s, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a */
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h ^ (h >> 32);
-}
-
-static struct rent *rt_find(const struct rtable *t, const char *key,
-			    size_t len, uint64_t h)
-{
-	size_t mask = t->cap - 1;
-
-	if (!t->cap)
-		return NULL;
-	for (size_t i = h & mask;; i = (i + 1) & mask) {
-		struct rent *e = &t->v[i];
-
-		if (!e->key)
-			return NULL;
-		if (e->hash == h && !strncmp(e->key, key, len) && !e->key[len])
-			return e;
-	}
-}
-
-static int rt_grow(struct rtable *t)
-{
-	size_t cap = t->cap ? t->cap * 2 : 64;
-	struct rent *v = calloc(cap, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < t->cap; i++) {
-		struct rent *e = &t->v[i];
-		size_t j;
-
-		if (!e->key)
-			continue;
-		for (j = e->hash & (cap - 1); v[j].key; j = (j + 1) & (cap - 1))
-			;
-		v[j] = *e;
-	}
-	free(t->v);
-	t->v = v;
-	t->cap = cap;
-	return 0;
-}
-
-/* A new slot for key (not present), load factor kept <= 1/2. */
-static struct rent *rt_insert(struct rtable *t, const char *key, uint64_t h)
-{
-	size_t i;
-
-	if ((t->n + 1) * 2 > t->cap && rt_grow(t))
-		return NULL;
-	for (i = h & (t->cap - 1); t->v[i].key; i = (i + 1) & (t->cap - 1))
-		;
-	t->v[i].key = strdup(key);
-	if (!t->v[i].key)
-		return NULL;
-	t->v[i].hash = h;
-	t->n++;
-	return &t->v[i];
-}
-
-static void rt_free(struct rtable *t)
-{
-	for (size_t i = 0; i < t->cap; i++)
-		free(t->v[i].key);
-	free(t->v);
-	memset(t, 0, sizeof(*t));
-}
-
-/* Lowercase and check a domain pattern in place; false if malformed. */
-static bool norm_domain(char *d)
-{
-	size_t len = strlen(d);
-	char *p = d;
-
-	if (!strcmp(d, "*"))
-		return true;
-	if (len && d[len - 1] == '.')
-		d[--len] = '\0';
-	if (*p == '.')
-		p++;
-	if (!*p || len > 255)
-		return false;
-	for (char *q = p; *q; q++) {
-		unsigned char c = (unsigned char)*q;
-
-		if (c == '.') {
-			if (q == p || q[1] == '.' || !q[1])
-				return false;
-			continue;
-		}
-		/* UTF-8 (SMTPUTF8 domains) is kept as is: no IDNA here */
-		if (!isalnum(c) && c != '-' && c != '_' && c < 0x80)
-			return false;
-		*q = (char)tolower(c);
-	}
-	return true;
-}
 
 static void route_name(struct dd_route *r)
 {
@@ -269,176 +152,106 @@ void dd_routes_free(struct dd_routes *r)
 {
 	if (!r)
 		return;
-	rt_free(&r->t);
+	dd_dmap_free(&r->map);
 	free(r);
+}
+
+struct rt_load {
+	struct dd_routes *r;
+	struct dd_dmap cache;	/* target spec -> resolved route */
+};
+
+/* One "domain host[:port]" line. */
+static int route_line(void *arg, char *line, unsigned int lineno, char *msg,
+		      size_t msglen)
+{
+	struct rt_load *l = arg;
+	struct dd_route route, *cached;
+	char *f[2], *dom, *target;
+	struct rent *e;
+	void *v;
+	int ret;
+
+	if (!dd_lines_fields(line, f, 2)) {
+		dd_errf(msg, msglen, "expected 'domain host:port'");
+		return -EINVAL;
+	}
+	dom = f[0];
+	target = f[1];
+	/* The message shows the domain as written, before it is normalized. */
+	dd_errf(msg, msglen, "bad domain '%s'", dom);
+	if (!dd_domain_pattern(dom))
+		return -EINVAL;
+	/* Resolve each distinct target once. */
+	for (char *q = target; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	cached = dd_dmap_get(&l->cache, target);
+	if (cached) {
+		route = *cached;
+	} else {
+		char *spec = strdup(target);
+
+		if (!spec)
+			return -ENOMEM;
+		ret = parse_target(spec, &route, msg, msglen);
+		free(spec);
+		if (ret)
+			return ret;
+		ret = dd_dmap_add(&l->cache, target, sizeof(route), &v);
+		if (ret)
+			return ret;
+		*(struct dd_route *)v = route;
+	}
+	ret = dd_dmap_add(&l->r->map, dom, sizeof(*e), &v);
+	e = v;
+	if (ret == -EEXIST) {
+		dd_errf(msg, msglen, "duplicate route for '%s' (first at line %u)",
+			dom, e->line);
+		return -EINVAL;
+	}
+	if (ret)
+		return ret;
+	e->route = route;
+	e->line = lineno;
+	return 0;
 }
 
 int dd_routes_load(struct dd_routes **rp, const char *path, char *err,
 		   size_t errlen)
 {
-	struct dd_routes *r;
-	struct rtable cache = { 0 };	/* target spec -> resolved route */
-	char msg[512], *line = NULL;
-	unsigned int lineno = 0, star_line = 0;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
-	int ret = 0;
+	struct rt_load l = { 0 };
+	int ret;
 
 	*rp = NULL;
-	f = fopen(path, "re");
-	if (!f) {
-		ret = -errno;
-		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
-		return ret;
-	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		fclose(f);
+	l.r = calloc(1, sizeof(*l.r));
+	if (!l.r) {
 		dd_errf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		char *dom, *target, *extra, *save = NULL, *hash;
-		struct dd_route route;
-		struct rent *e;
-		uint64_t h;
-
-		lineno++;
-		if (strlen(line) != (size_t)n) {
-			dd_errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
-			ret = -EINVAL;
-			break;
-		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
-		dom = strtok_r(line, " \t\r\n", &save);
-		if (!dom)
-			continue;
-		target = strtok_r(NULL, " \t\r\n", &save);
-		extra = strtok_r(NULL, " \t\r\n", &save);
-		if (!target || extra) {
-			dd_errf(err, errlen, "%s:%u: expected 'domain host:port'",
-			     path, lineno);
-			ret = -EINVAL;
-			break;
-		}
-		snprintf(msg, sizeof(msg), "%s", dom);
-		if (!norm_domain(dom)) {
-			dd_errf(err, errlen, "%s:%u: bad domain '%s'", path, lineno,
-			     msg);
-			ret = -EINVAL;
-			break;
-		}
-		/* Resolve each distinct target once. */
-		for (char *q = target; *q; q++)
-			*q = (char)tolower((unsigned char)*q);
-		h = hash_str(target, strlen(target));
-		e = rt_find(&cache, target, strlen(target), h);
-		if (e) {
-			route = e->route;
-		} else {
-			char *spec = strdup(target);
-
-			if (!spec) {
-				ret = -ENOMEM;
-				dd_errf(err, errlen, "%s: out of memory", path);
-				break;
-			}
-			ret = parse_target(spec, &route, msg, sizeof(msg));
-			free(spec);
-			if (ret) {
-				dd_errf(err, errlen, "%s:%u: %s", path, lineno, msg);
-				break;
-			}
-			e = rt_insert(&cache, target, h);
-			if (!e) {
-				ret = -ENOMEM;
-				dd_errf(err, errlen, "%s: out of memory", path);
-				break;
-			}
-			e->route = route;
-		}
-		if (!strcmp(dom, "*")) {
-			if (r->have_star) {
-				dd_errf(err, errlen, "%s:%u: duplicate route for '*' "
-				     "(first at line %u)", path, lineno, star_line);
-				ret = -EINVAL;
-				break;
-			}
-			r->have_star = true;
-			r->star = route;
-			star_line = lineno;
-			continue;
-		}
-		h = hash_str(dom, strlen(dom));
-		e = rt_find(&r->t, dom, strlen(dom), h);
-		if (e) {
-			dd_errf(err, errlen, "%s:%u: duplicate route for '%s' "
-			     "(first at line %u)", path, lineno, dom, e->line);
-			ret = -EINVAL;
-			break;
-		}
-		e = rt_insert(&r->t, dom, h);
-		if (!e) {
-			ret = -ENOMEM;
-			dd_errf(err, errlen, "%s: out of memory", path);
-			break;
-		}
-		e->route = route;
-		e->line = lineno;
-	}
-	if (!ret && ferror(f)) {
-		ret = -EIO;
-		dd_errf(err, errlen, "%s: read error", path);
-	}
-	free(line);
-	fclose(f);
-	rt_free(&cache);
+	ret = dd_lines_read(path, route_line, &l, err, errlen);
+	dd_dmap_free(&l.cache);
 	if (ret) {
-		dd_routes_free(r);
+		dd_routes_free(l.r);
 		return ret;
 	}
-	*rp = r;
+	*rp = l.r;
 	return 0;
 }
 
 const struct dd_route *dd_routes_lookup(const struct dd_routes *r,
 					const char *domain)
 {
-	char d[DOMAIN_BUF];
-	size_t len;
 	const struct rent *e;
 
 	if (!r || !domain)
 		return NULL;
-	len = strlen(domain);
-	if (len && domain[len - 1] == '.')
-		len--;
-	if (len && len < sizeof(d)) {
-		for (size_t i = 0; i < len; i++)
-			d[i] = (char)tolower((unsigned char)domain[i]);
-		d[len] = '\0';
-		e = rt_find(&r->t, d, len, hash_str(d, len));
-		if (e)
-			return &e->route;
-		/* ".suffix" keys, longest first; never the bare ".". */
-		for (size_t i = 1; i + 1 < len; i++) {
-			if (d[i] != '.')
-				continue;
-			e = rt_find(&r->t, d + i, len - i,
-				    hash_str(d + i, len - i));
-			if (e)
-				return &e->route;
-		}
-	}
-	return r->have_star ? &r->star : NULL;
+	e = dd_dmap_lookup(&r->map, domain);
+	return e ? &e->route : NULL;
 }
 
 unsigned int dd_routes_count(const struct dd_routes *r)
 {
 	if (!r)
 		return 0;
-	return (unsigned int)(r->t.n + (r->have_star ? 1 : 0));
+	return (unsigned int)dd_dmap_count(&r->map);
 }

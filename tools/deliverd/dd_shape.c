@@ -5,10 +5,10 @@
  * event loop or reads a clock, so the unit tests drive it with made-up
  * times.
  *
- * The table is one open-addressing hash of keys: "example.com" for a
- * domain, ".example.com" for its subdomains, "mx:host" for an MX host
- * (a domain has no ':', so they never collide); "*" is kept aside.  A
- * lookup costs one probe per label, whatever the number of lines.
+ * The table is two struct dd_dmap: the domain lines ("example.com",
+ * ".example.com" for its subdomains, "*"), looked up like routes_file, and
+ * the "mx:host" lines by exact host name.  A lookup costs one probe per
+ * label, whatever the number of lines.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dd_lines.h"
 #include "dd_log.h"
 #include "dd_shape.h"
 
@@ -27,18 +28,16 @@
 #define SH_MSG_RATE	(1U << 2)
 #define SH_MAX_MSGS	(1U << 3)
 
+/* What a shaping_file line gives. */
 struct sh_ent {
-	char *key;			/* NULL: empty slot */
-	uint64_t hash;
 	unsigned int line;		/* where it was given */
 	unsigned int set;		/* SH_* keys the line sets */
 	struct dd_shape_limits lim;
 };
 
 struct dd_shape_table {
-	struct sh_ent *v;
-	size_t cap, n;			/* cap a power of two, n <= cap / 2 */
-	struct sh_ent star;		/* "*", key non-NULL when given */
+	struct dd_dmap dom;		/* domain patterns */
+	struct dd_dmap mx;		/* MX hosts, without "mx:" */
 };
 
 static const struct {
@@ -52,115 +51,19 @@ static const struct {
 	{ "max_msgs", SH_MAX_MSGS, offsetof(struct dd_shape_limits, max_msgs) },
 };
 
-static uint64_t sh_hash(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	while (len--) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static struct sh_ent *sh_find(const struct dd_shape_table *t, const char *key,
-			      size_t len)
-{
-	uint64_t h = sh_hash(key, len);
-	size_t i;
-
-	if (!t->cap)
-		return NULL;
-	for (i = h & (t->cap - 1); t->v[i].key; i = (i + 1) & (t->cap - 1))
-		if (t->v[i].hash == h && !strncmp(t->v[i].key, key, len) &&
-		    !t->v[i].key[len])
-			return &t->v[i];
-	return NULL;
-}
-
-static int sh_grow(struct dd_shape_table *t)
-{
-	size_t cap = t->cap ? t->cap * 2 : 32, i, j;
-	struct sh_ent *v = calloc(cap, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (i = 0; i < t->cap; i++) {
-		if (!t->v[i].key)
-			continue;
-		for (j = t->v[i].hash & (cap - 1); v[j].key; j = (j + 1) & (cap - 1))
-			;
-		v[j] = t->v[i];
-	}
-	free(t->v);
-	t->v = v;
-	t->cap = cap;
-	return 0;
-}
-
-/* A new entry for key, which is not in t; NULL without memory. */
-static struct sh_ent *sh_add(struct dd_shape_table *t, const char *key)
-{
-	uint64_t h = sh_hash(key, strlen(key));
-	size_t i;
-
-	if ((t->n + 1) * 2 > t->cap && sh_grow(t))
-		return NULL;
-	for (i = h & (t->cap - 1); t->v[i].key; i = (i + 1) & (t->cap - 1))
-		;
-	t->v[i].key = strdup(key);
-	if (!t->v[i].key)
-		return NULL;
-	t->v[i].hash = h;
-	t->n++;
-	return &t->v[i];
-}
-
 void dd_shape_free(struct dd_shape_table *t)
 {
-	size_t i;
-
 	if (!t)
 		return;
-	for (i = 0; i < t->cap; i++)
-		free(t->v[i].key);
-	free(t->v);
-	free(t->star.key);
+	dd_dmap_free(&t->dom);
+	dd_dmap_free(&t->mx);
 	free(t);
 }
 
 unsigned int dd_shape_count(const struct dd_shape_table *t)
 {
-	return t ? (unsigned int)t->n + !!t->star.key : 0;
-}
-
-/* Lowercase and check a domain ("a.b", ".a.b" or "*") in place. */
-static bool sh_domain(char *d)
-{
-	size_t len = strlen(d);
-	char *p = d, *q;
-
-	if (!strcmp(d, "*"))
-		return true;
-	if (len > 1 && d[len - 1] == '.')
-		d[--len] = 0;
-	if (*p == '.')
-		p++;
-	if (!*p || len > 255)
-		return false;
-	for (q = p; *q; q++) {
-		unsigned char c = (unsigned char)*q;
-
-		if (c == '.') {
-			if (q == p || q[1] == '.' || !q[1])
-				return false;
-			continue;
-		}
-		if (!isalnum(c) && c != '-' && c != '_')
-			return false;
-		*q = (char)tolower(c);
-	}
-	return true;
+	return t ? (unsigned int)(dd_dmap_count(&t->dom) +
+				  dd_dmap_count(&t->mx)) : 0;
 }
 
 /*
@@ -228,7 +131,7 @@ static int sh_fields(struct sh_ent *e, char **save, char *msg, size_t msglen)
 	char *pair;
 	int ret;
 
-	while ((pair = strtok_r(NULL, " \t\r\n", save))) {
+	while ((pair = strtok_r(NULL, DD_LINES_WS, save))) {
 		ret = sh_pair(e, pair, msg, msglen);
 		if (ret)
 			return ret;
@@ -240,112 +143,65 @@ static int sh_fields(struct sh_ent *e, char **save, char *msg, size_t msglen)
 	return 0;
 }
 
-static int sh_line(struct dd_shape_table *t, char *line, unsigned int lineno,
-		   char *msg, size_t msglen)
+/* One line into the table arg. */
+static int sh_line(void *arg, char *line, unsigned int lineno, char *msg,
+		   size_t msglen)
 {
-	char *save = NULL, *name = strtok_r(line, " \t\r\n", &save);
-	char key[300];
-	struct sh_ent e = { .line = lineno }, *old;
+	struct dd_shape_table *t = arg;
+	char *save = NULL, *name = strtok_r(line, DD_LINES_WS, &save);
+	struct sh_ent e = { .line = lineno };
+	const char *what = "";
+	struct dd_dmap *m;
+	void *v;
 	int ret;
 
-	if (!name)
-		return 0;
 	if (!strncasecmp(name, "mx:", 3)) {
 		if (!sh_host(name + 3)) {
 			dd_errf(msg, msglen, "bad host name '%s'", name + 3);
 			return -EINVAL;
 		}
-		snprintf(key, sizeof(key), "mx:%s", name + 3);
+		m = &t->mx;
+		what = "mx:";
+		name += 3;
 	} else {
-		snprintf(key, sizeof(key), "%s", name);
-		if (!sh_domain(key)) {
-			dd_errf(msg, msglen, "bad domain '%s'", name);
+		/* The message shows the domain as written. */
+		dd_errf(msg, msglen, "bad domain '%s'", name);
+		if (!dd_domain_pattern(name))
 			return -EINVAL;
-		}
+		m = &t->dom;
 	}
 	ret = sh_fields(&e, &save, msg, msglen);
 	if (ret)
 		return ret;
-	old = !strcmp(key, "*") ? (t->star.key ? &t->star : NULL) :
-	      sh_find(t, key, strlen(key));
-	if (old) {
-		dd_errf(msg, msglen, "duplicate entry for '%s' (first at line %u)",
-			key, old->line);
+	ret = dd_dmap_add(m, name, sizeof(e), &v);
+	if (ret == -EEXIST) {
+		dd_errf(msg, msglen, "duplicate entry for '%s%s' (first at line "
+			"%u)", what, name, ((struct sh_ent *)v)->line);
 		return -EINVAL;
 	}
-	if (!strcmp(key, "*")) {
-		e.key = strdup(key);
-		if (!e.key)
-			goto nomem;
-		t->star = e;
-		return 0;
-	}
-	old = sh_add(t, key);
-	if (!old)
-		goto nomem;
-	e.key = old->key;
-	e.hash = old->hash;
-	*old = e;
+	if (ret)
+		return ret;
+	*(struct sh_ent *)v = e;
 	return 0;
-nomem:
-	dd_errf(msg, msglen, "out of memory");
-	return -ENOMEM;
 }
 
 int dd_shape_load(struct dd_shape_table **tp, const char *path, char *err,
 		  size_t errlen)
 {
 	struct dd_shape_table *t = calloc(1, sizeof(*t));
-	unsigned int lineno = 0;
-	char msg[400], *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	FILE *f;
-	int ret = 0;
+	int ret;
 
 	*tp = NULL;
 	if (!t) {
 		dd_errf(err, errlen, "shaping_file: out of memory");
 		return -ENOMEM;
 	}
-	if (!path || !*path) {
-		*tp = t;
-		return 0;
-	}
-	f = fopen(path, "re");
-	if (!f) {
-		ret = -errno;
-		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
-		dd_shape_free(t);
-		return ret;
-	}
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		char *hash;
-
-		lineno++;
-		if (strlen(line) != (size_t)n) {
-			dd_errf(err, errlen, "%s:%u: NUL byte in line", path, lineno);
-			ret = -EINVAL;
-			break;
-		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = 0;
-		ret = sh_line(t, line, lineno, msg, sizeof(msg));
+	if (path && *path) {
+		ret = dd_lines_read(path, sh_line, t, err, errlen);
 		if (ret) {
-			dd_errf(err, errlen, "%s:%u: %s", path, lineno, msg);
-			break;
+			dd_shape_free(t);
+			return ret;
 		}
-	}
-	if (!ret && ferror(f)) {
-		ret = -EIO;
-		dd_errf(err, errlen, "%s: read error", path);
-	}
-	free(line);
-	fclose(f);
-	if (ret) {
-		dd_shape_free(t);
-		return ret;
 	}
 	*tp = t;
 	return 0;
@@ -371,25 +227,7 @@ void dd_shape_lookup_dest(const struct dd_shape_table *t, const char *domain,
 			  const struct dd_shape_limits *def,
 			  struct dd_shape_limits *out)
 {
-	const struct sh_ent *e = NULL;
-	char d[258];
-	size_t len = domain ? strlen(domain) : 0, i;
-
-	if (t && len && domain[len - 1] == '.')
-		len--;
-	if (t && len && len < sizeof(d)) {
-		for (i = 0; i < len; i++)
-			d[i] = (char)tolower((unsigned char)domain[i]);
-		d[len] = 0;
-		e = sh_find(t, d, len);
-		/* ".suffix" keys, longest first */
-		for (i = 1; !e && i + 1 < len; i++)
-			if (d[i] == '.')
-				e = sh_find(t, d + i, len - i);
-	}
-	if (!e && t && t->star.key)
-		e = &t->star;
-	sh_overlay(e, def, out);
+	sh_overlay(t ? dd_dmap_lookup(&t->dom, domain) : NULL, def, out);
 }
 
 void dd_shape_lookup_mx(const struct dd_shape_table *t, const char *host,
@@ -397,17 +235,17 @@ void dd_shape_lookup_mx(const struct dd_shape_table *t, const char *host,
 			struct dd_shape_limits *out)
 {
 	const struct sh_ent *e = NULL;
-	char k[300];
+	char k[297];
 	size_t len = host ? strlen(host) : 0, i;
 
+	/* As sh_host() stored it: lowercase, no trailing dot. */
 	if (t && len && host[len - 1] == '.')
 		len--;
-	if (t && len && len + 3 < sizeof(k)) {
-		memcpy(k, "mx:", 3);
+	if (t && len && len < sizeof(k)) {
 		for (i = 0; i < len; i++)
-			k[3 + i] = (char)tolower((unsigned char)host[i]);
-		k[3 + len] = 0;
-		e = sh_find(t, k, len + 3);
+			k[i] = (char)tolower((unsigned char)host[i]);
+		k[len] = 0;
+		e = dd_dmap_get(&t->mx, k);
 	}
 	sh_overlay(e, def, out);
 }

@@ -9,10 +9,9 @@
  *
  * Policy file: "domain policy" lines, '#' to the end of the line is a
  * comment; domain as in routes_file (a name, ".name" for its subdomains,
- * "*"), policy none, may, encrypt or verify.  Looked up like routes: the
- * domain itself, then its parents as ".suffix", the longest first, then
- * "*", then tls_policy.  The table is sorted once and searched by
- * bisection, so a lookup costs O(labels * log n).
+ * "*"), policy none, may, encrypt or verify.  Looked up like routes (a
+ * struct dd_dmap): the domain itself, then its parents as ".suffix", the
+ * longest first, then "*", then tls_policy.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,11 +32,12 @@
 #include <openssl/x509v3.h>
 
 #include "dd.h"
+#include "dd_lines.h"
 #include "dd_log.h"
 #include "dd_tls.h"
 
+/* What a domain pattern of tls_policy_file maps to. */
 struct pol {
-	char *key;		/* "example.com", ".example.com" or "*" */
 	enum dd_tls_policy p;
 	unsigned int line;
 };
@@ -45,8 +45,7 @@ struct pol {
 static struct {
 	SSL_CTX *ctx;
 	enum dd_tls_policy def;
-	struct pol *v;
-	size_t n;
+	struct dd_dmap pols;	/* tls_policy_file */
 	bool ktls;		/* the ktls setting */
 	bool kernel_ok;		/* the tls ULP is available */
 	atomic_bool told;	/* kTLS use logged once */
@@ -91,186 +90,61 @@ static void ssl_reason(char *err, size_t errlen, const char *fallback)
 
 /* ---- policies ---- */
 
-/* Lowercase and check a domain pattern in place (as routes_file does). */
-static bool norm_domain(char *d)
+/* One "domain policy" line into the map arg. */
+static int pol_line(void *arg, char *line, unsigned int lineno, char *msg,
+		    size_t msglen)
 {
-	size_t len = strlen(d);
-	char *p = d, *q;
+	enum dd_tls_policy p;
+	char *f[2], *dom;
+	struct pol *e;
+	void *v;
+	int ret;
 
-	if (!strcmp(d, "*"))
-		return true;
-	if (len && d[len - 1] == '.')
-		d[--len] = '\0';
-	if (*p == '.')
-		p++;
-	if (!*p || len > DD_DOMAIN_MAX)
-		return false;
-	for (q = p; *q; q++) {
-		unsigned char c = (unsigned char)*q;
-
-		if (c == '.') {
-			if (q == p || q[1] == '.' || !q[1])
-				return false;
-			continue;
-		}
-		if (!isalnum(c) && c != '-' && c != '_')
-			return false;
-		*q = (char)tolower(c);
+	if (!dd_lines_fields(line, f, 2)) {
+		dd_errf(msg, msglen, "expected 'domain policy'");
+		return -EINVAL;
 	}
-	return true;
-}
-
-static int pol_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct pol *)a)->key,
-		      ((const struct pol *)b)->key);
-}
-
-static void pols_free(struct pol *v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i].key);
-	free(v);
+	dom = f[0];
+	/* The message shows the domain as written, before it is normalized. */
+	dd_errf(msg, msglen, "bad domain '%s'", dom);
+	if (!dd_domain_pattern(dom))
+		return -EINVAL;
+	if (pol_parse(f[1], &p)) {
+		dd_errf(msg, msglen, "unknown policy '%s' (none, may, encrypt "
+			"or verify)", f[1]);
+		return -EINVAL;
+	}
+	ret = dd_dmap_add(arg, dom, sizeof(*e), &v);
+	e = v;
+	if (ret == -EEXIST) {
+		dd_errf(msg, msglen, "domain '%s' again (first on line %u)", dom,
+			e->line);
+		return -EINVAL;
+	}
+	if (ret)
+		return ret;
+	e->p = p;
+	e->line = lineno;
+	return 0;
 }
 
 static int pols_load(const char *path, char *err, size_t errlen)
 {
-	struct pol *v = NULL;
-	size_t n = 0, cap = 0, lcap = 0, i;
-	unsigned int lineno = 0;
-	char *line = NULL;
-	ssize_t len;
-	int ret = 0;
-	FILE *f;
+	struct dd_dmap m = { 0 };
+	int ret = dd_lines_read(path, pol_line, &m, err, errlen);
 
-	f = fopen(path, "re");
-	if (!f) {
-		ret = -errno;
-		dd_errf(err, errlen, "%s: %s", path, strerror(errno));
-		return ret;
-	}
-	while ((len = getline(&line, &lcap, f)) >= 0) {
-		char *dom, *pol, *extra, *save = NULL, *hash;
-		char shown[DD_DOMAIN_MAX + 2];
-		enum dd_tls_policy p;
-
-		lineno++;
-		if (strlen(line) != (size_t)len) {
-			dd_errf(err, errlen, "%s:%u: NUL byte in line", path,
-				lineno);
-			ret = -EINVAL;
-			break;
-		}
-		hash = strchr(line, '#');
-		if (hash)
-			*hash = '\0';
-		dom = strtok_r(line, " \t\r\n", &save);
-		if (!dom)
-			continue;
-		pol = strtok_r(NULL, " \t\r\n", &save);
-		extra = strtok_r(NULL, " \t\r\n", &save);
-		if (!pol || extra) {
-			dd_errf(err, errlen, "%s:%u: expected 'domain policy'",
-				path, lineno);
-			ret = -EINVAL;
-			break;
-		}
-		snprintf(shown, sizeof(shown), "%s", dom);
-		if (!norm_domain(dom)) {
-			dd_errf(err, errlen, "%s:%u: bad domain '%s'", path,
-				lineno, shown);
-			ret = -EINVAL;
-			break;
-		}
-		if (pol_parse(pol, &p)) {
-			dd_errf(err, errlen, "%s:%u: unknown policy '%s' (none, "
-				"may, encrypt or verify)", path, lineno, pol);
-			ret = -EINVAL;
-			break;
-		}
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct pol *nv = realloc(v, nc * sizeof(*nv));
-
-			if (!nv) {
-				dd_errf(err, errlen, "%s: out of memory", path);
-				ret = -ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		v[n].key = strdup(dom);
-		if (!v[n].key) {
-			dd_errf(err, errlen, "%s: out of memory", path);
-			ret = -ENOMEM;
-			break;
-		}
-		v[n].p = p;
-		v[n].line = lineno;
-		n++;
-	}
-	if (!ret && ferror(f)) {
-		ret = -EIO;
-		dd_errf(err, errlen, "%s: read error", path);
-	}
-	free(line);
-	fclose(f);
-	if (!ret && n) {
-		qsort(v, n, sizeof(*v), pol_cmp);
-		for (i = 1; i < n; i++)
-			if (!strcmp(v[i - 1].key, v[i].key)) {
-				unsigned int a = v[i - 1].line, b = v[i].line;
-
-				dd_errf(err, errlen, "%s:%u: domain '%s' again "
-					"(first on line %u)", path,
-					a > b ? a : b, v[i].key, a < b ? a : b);
-				ret = -EINVAL;
-				break;
-			}
-	}
 	if (ret) {
-		pols_free(v, n);
+		dd_dmap_free(&m);
 		return ret;
 	}
-	tls.v = v;
-	tls.n = n;
+	tls.pols = m;
 	return 0;
-}
-
-static const struct pol *pol_find(const char *key)
-{
-	struct pol k = { .key = (char *)key };
-
-	if (!tls.n)
-		return NULL;
-	return bsearch(&k, tls.v, tls.n, sizeof(*tls.v), pol_cmp);
 }
 
 enum dd_tls_policy dd_tls_policy_for(const char *domain)
 {
-	char d[DD_DOMAIN_MAX + 2];
-	const struct pol *e;
-	size_t i, len;
+	const struct pol *e = dd_dmap_lookup(&tls.pols, domain);
 
-	if (!tls.n)
-		return tls.def;
-	len = strlen(domain);
-	if (len >= sizeof(d))
-		return tls.def;
-	for (i = 0; i <= len; i++)
-		d[i] = (char)tolower((unsigned char)domain[i]);
-	if (len && d[len - 1] == '.')
-		d[len - 1] = '\0';
-	e = pol_find(d);
-	/* Parents as ".suffix", the longest first: the key keeps its dot. */
-	for (i = 0; !e && d[i]; i++)
-		if (d[i] == '.')
-			e = pol_find(d + i);
-	if (!e)
-		e = pol_find("*");
 	return e ? e->p : tls.def;
 }
 
@@ -495,9 +369,7 @@ void dd_tls_exit(void)
 {
 	SSL_CTX_free(tls.ctx);
 	tls.ctx = NULL;
-	pols_free(tls.v, tls.n);
-	tls.v = NULL;
-	tls.n = 0;
+	dd_dmap_free(&tls.pols);
 	pthread_mutex_lock(&plain_lock);
 	plain_prune(0, true);
 	pthread_mutex_unlock(&plain_lock);
