@@ -57,24 +57,6 @@ static unsigned int nclients;		/* open; worker 0 only */
  */
 static struct dd_http *clients;
 
-static void addr_name(const struct sockaddr_storage *ss, char *out,
-		      size_t len)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
-	}
-}
-
 static bool loopback(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET6)
@@ -94,7 +76,7 @@ int dd_metrics_open(void)
 
 	if (ss->ss_family == AF_UNSPEC)
 		return 0;
-	addr_name(ss, name, sizeof(name));
+	dd_sockaddr_name(ss, name, sizeof(name));
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    0);
 	if (fd < 0) {

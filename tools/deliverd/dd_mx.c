@@ -134,8 +134,6 @@ static void retire(struct dd_mx *mx)
 static void set_target(struct mx_target *t, struct mx_list *l, int family,
 		       const uint8_t *addr, unsigned int port, const char *mx)
 {
-	char a[INET6_ADDRSTRLEN];
-
 	memset(&t->r, 0, sizeof(t->r));
 	if (family == AF_INET) {
 		struct sockaddr_in *s = (struct sockaddr_in *)&t->r.addr;
@@ -144,8 +142,6 @@ static void set_target(struct mx_target *t, struct mx_list *l, int family,
 		s->sin_port = htons((uint16_t)port);
 		memcpy(&s->sin_addr, addr, 4);
 		t->r.addrlen = sizeof(*s);
-		inet_ntop(AF_INET, addr, a, sizeof(a));
-		snprintf(t->r.name, sizeof(t->r.name), "%s:%u", a, port);
 	} else {
 		struct sockaddr_in6 *s = (struct sockaddr_in6 *)&t->r.addr;
 
@@ -153,9 +149,8 @@ static void set_target(struct mx_target *t, struct mx_list *l, int family,
 		s->sin6_port = htons((uint16_t)port);
 		memcpy(&s->sin6_addr, addr, 16);
 		t->r.addrlen = sizeof(*s);
-		inet_ntop(AF_INET6, addr, a, sizeof(a));
-		snprintf(t->r.name, sizeof(t->r.name), "[%s]:%u", a, port);
 	}
+	dd_sockaddr_name(&t->r.addr, t->r.name, sizeof(t->r.name));
 	t->list = l;
 	t->mx = mx;
 	t->failed = false;

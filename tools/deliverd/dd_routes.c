@@ -43,21 +43,21 @@ struct dd_routes {
 	struct dd_dmap map;
 };
 
-static void route_name(struct dd_route *r)
+void dd_sockaddr_name(const struct sockaddr_storage *ss, char *out,
+		      size_t len)
 {
 	char a[INET6_ADDRSTRLEN];
 
-	if (r->addr.ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)&r->addr;
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
 
-		inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
-		snprintf(r->name, sizeof(r->name), "%s:%u", a, ntohs(s->sin_port));
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
 	} else {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&r->addr;
+		const struct sockaddr_in *s4 = (const void *)ss;
 
-		inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
-		snprintf(r->name, sizeof(r->name), "[%s]:%u", a,
-			 ntohs(s->sin6_port));
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
 	}
 }
 
@@ -144,7 +144,7 @@ static int parse_target(char *spec, struct dd_route *r, char *msg,
 		else
 			sin6->sin6_port = htons((uint16_t)pn);
 	}
-	route_name(r);
+	dd_sockaddr_name(&r->addr, r->name, sizeof(r->name));
 	return 0;
 }
 

@@ -20,6 +20,10 @@ struct dd_route {
 	char host[256];			/* the host if given as a name, for TLS */
 };
 
+/* An address as "1.2.3.4:25" or "[2001:db8::1]:25", for names and logs. */
+void dd_sockaddr_name(const struct sockaddr_storage *ss, char *out,
+		      size_t len);
+
 /* 0, or -errno with "FILE:LINE: message" in err. */
 int dd_routes_load(struct dd_routes **r, const char *path, char *err,
 		   size_t errlen);

@@ -89,23 +89,6 @@ static int listen_unix(const char *path)
 	return fd;
 }
 
-static void addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
-	}
-}
-
 /* Every worker accepts on its own SO_REUSEPORT socket per address. */
 static int open_listeners(void)
 {
@@ -115,7 +98,7 @@ static int open_listeners(void)
 	for (i = 0; i < dd_d.conf.nlisten; i++) {
 		char name[80];
 
-		addr_str(&dd_d.conf.listen_addr[i], name, sizeof(name));
+		dd_sockaddr_name(&dd_d.conf.listen_addr[i], name, sizeof(name));
 		for (k = 0; k < dd_d.nworkers; k++) {
 			struct dd_worker *w = &dd_d.w[k];
 			struct dd_io *io = &w->listen_io[w->nlisten];
