@@ -212,6 +212,48 @@ def t_may_hs_fail(ctx):
           "no word of the failed handshake in the daemon log")
 
 
+@test("tls_encrypt_handshake_fail", "tls: encrypt + handshake cut by the "
+      "server gets deferred 4.7.5 with the reason; never sent in plain text")
+def t_encrypt_hs_fail(ctx):
+    s = tls_server(ctx, "good", "--tls-fail-handshake")
+    d = ctx.daemon({"tls_policy": "encrypt", "retry_min": 1, "retry_max": 1,
+                    "dest_backoff": 1}, routes={"dst.test": local(s)})
+    inject(d.addr, "a@src.test", ["b@dst.test"], DOTS)
+    ents = deferred(d, 2)
+    for e in ents:
+        check(e.get("enh") == "4.7.5" and "TLS" in e.get("reply", ""),
+              "deferral %r" % e)
+    st = s.stats()
+    check(st["tls_failed"] >= 2, "tls_failed %d: retried without TLS?"
+          % st["tls_failed"])
+    check(s.count() == 0 and st["commands"].get("MAIL", 0) == 0,
+          "MAIL sent in plain text under encrypt")
+
+
+@test("tls_handshake_timeout", "tls: a server that never answers the "
+      "handshake: encrypt defers after helo_timeout with the reason, "
+      "nothing in plain text; may then delivers in plain text")
+def t_hs_timeout(ctx):
+    s = tls_server(ctx, "good", "--tls-stall-handshake")
+    d = ctx.daemon({"tls_policy": "encrypt", "helo_timeout": 2,
+                    "retry_min": 600, "dest_backoff": 600},
+                   routes={"dst.test": local(s)})
+    inject(d.addr, "a@src.test", ["b@dst.test"], DOTS)
+    e = deferred(d, 1, 60)[0]
+    check(e.get("code", 0) // 100 != 2 and
+          ("time" in e.get("reply", "").lower() or
+           "TLS" in e.get("reply", "")), "deferral %r" % e)
+    check(s.count() == 0 and s.stats()["commands"].get("MAIL", 0) == 0,
+          "MAIL sent in plain text under encrypt")
+    d.stop()
+    m = ctx.daemon({"tls_policy": "may", "helo_timeout": 2},
+                   routes={"dst.test": local(s)})
+    inject(m.addr, "a@src.test", ["b@dst.test"], DOTS)
+    e = m.wait_dlog(lambda e: e.get("status") == "delivered", 1, 60)[0]
+    check("tls" not in e, "delivered over TLS from a stalled handshake? %r"
+          % e)
+
+
 @test("tls_encrypt_not_offered", "tls: encrypt + no STARTTLS gets deferred "
       "with 4.7.4 'TLS is required'")
 def t_encrypt_plain(ctx):

@@ -17,7 +17,8 @@ Usage::
         [--banner-delay S] [--reply RULE]... [--delay RULE]...
         [--disconnect RULE]... [--record DIR] [--stats FILE]
         [--ready-file FILE] [--transcript FILE] [-v] [--lifetime S]
-        [--tls-cert PEM --tls-key PEM [--tls-fail-handshake]]
+        [--tls-cert PEM --tls-key PEM [--tls-fail-handshake |
+         --tls-stall-handshake]]
 
 A port of 0 binds a free port; the ready file tells which.
 
@@ -118,7 +119,9 @@ the session starts over (EHLO needed again).  Recorded messages then say
 stats count "tls_sessions" (handshakes done) and "tls_failed".  Ways to
 break it: --reply 'STARTTLS:454 4.7.0 TLS not available' refuses it,
 --disconnect STARTTLS closes instead of the 220, --tls-fail-handshake
-closes after the 220 as soon as the client's first handshake bytes come.
+closes after the 220 as soon as the client's first handshake bytes come,
+--tls-stall-handshake reads them and never answers (until the client
+gives up).
 Anything the client sends after STARTTLS before the 220 is a violation.
 
 --ready-file FILE is written (by rename) once every listener is bound:
@@ -663,6 +666,12 @@ class Conn:
                                % len(self.buf))
             del self.buf[:]
         await self.flush()
+        if self.args.tls_stall_handshake:
+            self.srv.bump("tls_failed")
+            self.srv.log(self.cid, "!", "stalling the handshake")
+            while True:		# until the client closes
+                await self.fill()
+                del self.buf[:]
         if self.args.tls_fail_handshake:
             await self.fill()
             self.srv.bump("tls_failed")
@@ -1008,6 +1017,9 @@ def parse_args(argv):
     ap.add_argument("--tls-fail-handshake", action="store_true",
                     help="close after STARTTLS's 220 when the handshake "
                     "starts")
+    ap.add_argument("--tls-stall-handshake", action="store_true",
+                    help="after STARTTLS's 220, read the handshake and "
+                    "never answer")
     ap.add_argument("--hostname", default="testserver.invalid")
     ap.add_argument("--idle-timeout", type=float, default=300,
                     metavar="S", help="close a silent client (default 300)")
