@@ -164,7 +164,7 @@ void dd_in_injected(struct dd_worker *w, struct dd_mail *m)
  * (sendfile sends it as it is, a retry sends the same signature).  The
  * signatures go on top, above our Received:, as a signer's fields
  * conventionally do: whatever is added later is added above them.  out
- * then holds the whole message and s points to it.  This runs on the
+ * holds the signature fields and s->head points to them.  This runs on the
  * event-loop thread: RSA-2048 costs about 1 ms a message.
  */
 static int dkim_sign(struct dd_submit *s, struct dd_buf *out)
@@ -179,10 +179,9 @@ static int dkim_sign(struct dd_submit *s, struct dd_buf *out)
 			dd_err("DKIM signing failed: %s", strerror(-r));
 		return r;
 	}
-	if (dd_buf_add(out, s->body, s->body_len))
-		return -ENOMEM;
-	s->body = out->p;
-	s->body_len = out->len;
+	/* The spool puts the signature before the message as it copies it. */
+	s->head = out->p;
+	s->head_len = out->len;
 	return 0;
 }
 

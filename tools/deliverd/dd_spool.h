@@ -32,6 +32,13 @@ struct dd_submit {
 	uint32_t flags;			/* DD_MSG_8BIT, DD_MSG_NULLSENDER, DD_MSG_SMTPUTF8 */
 	const char *body;		/* CRLF lines, ends with CRLF, not stuffed */
 	size_t body_len;
+	/*
+	 * Header fields stored before body (DKIM-Signature), CRLF lines;
+	 * NULL for none.  Separate so that a signature costs no copy of
+	 * the message: the record is the one place it is copied to.
+	 */
+	const char *head;
+	size_t head_len;
 	const char *envid;		/* DSN ENVID (xtext) or NULL */
 	uint8_t ret;			/* enum dd_ret */
 	const uint8_t *notify;		/* per recipient DD_NOTIFY_*, or NULL */

@@ -149,7 +149,9 @@ static uint64_t count_dots(const char *b, uint64_t len)
 	uint64_t n = 0;
 	const char *p = b, *end = b + len;
 
-	if (len && b[0] == '.')
+	if (!len)
+		return 0;
+	if (b[0] == '.')
 		n++;
 	while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
 		p++;
@@ -159,7 +161,8 @@ static uint64_t count_dots(const char *b, uint64_t len)
 	return n;
 }
 
-static void stuff(char *out, const char *b, uint64_t len)
+/* Stuff b (which starts a line) into out; returns the end. */
+static char *stuff(char *out, const char *b, uint64_t len)
 {
 	uint64_t i;
 	bool bol = true;
@@ -170,6 +173,7 @@ static void stuff(char *out, const char *b, uint64_t len)
 		*out++ = b[i];
 		bol = b[i] == '\n';
 	}
+	return out;
 }
 
 static bool stuffed_ok(const char *s, uint64_t slen, const char *b, uint64_t len)
@@ -284,7 +288,7 @@ static struct dd_smsg *msg_alloc(const char *sender, uint32_t slen,
 int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 {
 	struct dd_rec_hdr h;
-	uint64_t slen, elen = 0, rlen = 0, dlen = 0, dots, stlen, total;
+	uint64_t slen, elen = 0, rlen = 0, dlen = 0, dots, stlen, total, raw;
 	unsigned char *buf, *p, *dsn = NULL;
 	bool v2 = sub && (sub->envid || sub->ret || (sub->flags & DD_MSG_SMTPUTF8));
 	unsigned int i;
@@ -295,6 +299,11 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 	    memcmp(sub->body + sub->body_len - 2, "\r\n", 2) ||
 	    (sub->flags & ~DD_SPOOL_FLAGS))
 		return -EINVAL;
+	if (sub->head_len && (!sub->head || sub->head_len < 2 ||
+			      sub->head_len > DD_REC_MAX ||
+			      memcmp(sub->head + sub->head_len - 2, "\r\n", 2)))
+		return -EINVAL;
+	raw = sub->head_len + sub->body_len;
 	slen = strnlen(sub->sender, DD_ADDR_MAX + 1);
 	if (slen > DD_ADDR_MAX || (slen && !addr_ok(sub->sender, slen)))
 		return -EINVAL;
@@ -327,10 +336,11 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 		dlen += sub->orcpt && sub->orcpt[i] ? strlen(sub->orcpt[i]) + 1 : 1;
 	}
 	dlen = v2 ? dlen + 1 + sub->nrcpt : 0;
-	dots = count_dots(sub->body, sub->body_len);
-	stlen = dots ? sub->body_len + dots : 0;
-	total = dd_align8(sizeof(h) + slen + elen + rlen + sub->body_len + stlen +
-			  dlen);
+	/* head ends with CRLF, so body starts a line as count_dots assumes */
+	dots = count_dots(sub->head, sub->head_len) +
+	       count_dots(sub->body, sub->body_len);
+	stlen = dots ? raw + dots : 0;
+	total = dd_align8(sizeof(h) + slen + elen + rlen + raw + stlen + dlen);
 	if (total > DD_REC_MAX)
 		return -EFBIG;
 
@@ -350,12 +360,17 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 		p += n;
 	}
 	it->raw_rel = (uint64_t)(p - buf);
-	memcpy(p, sub->body, sub->body_len);
-	p += sub->body_len;
+	if (sub->head_len)
+		memcpy(p, sub->head, sub->head_len);
+	memcpy(p + sub->head_len, sub->body, sub->body_len);
+	p += raw;
 	it->stuffed_rel = it->raw_rel;
 	if (dots) {
+		char *q = (char *)p;
+
 		it->stuffed_rel = (uint64_t)(p - buf);
-		stuff((char *)p, sub->body, sub->body_len);
+		q = stuff(q, sub->head, sub->head_len);
+		stuff(q, sub->body, sub->body_len);
 		p += stlen;
 	}
 	if (dlen) {
@@ -383,8 +398,8 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 	}
 	it->sm->m.flags = sub->flags | (dots ? DD_MSG_STUFFED : 0);
 	it->sm->m.arrival = dd_now();
-	it->sm->m.raw_len = sub->body_len;
-	it->sm->m.stuffed_len = dots ? stlen : sub->body_len;
+	it->sm->m.raw_len = raw;
+	it->sm->m.stuffed_len = dots ? stlen : raw;
 
 	memset(&h, 0, sizeof(h));
 	h.magic = htole32(DD_REC_MAGIC);
@@ -398,7 +413,7 @@ int dd_rec_build(const struct dd_submit *sub, struct dd_sub_item *it)
 	h.envid_len = htole32((uint32_t)elen);
 	h.rcpts_len = htole32((uint32_t)rlen);
 	h.dsn_len = htole32((uint32_t)dlen);
-	h.raw_len = htole64(sub->body_len);
+	h.raw_len = htole64(raw);
 	h.stuffed_len = htole64(stlen);
 	memcpy(buf, &h, sizeof(h));
 

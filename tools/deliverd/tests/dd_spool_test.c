@@ -95,6 +95,8 @@ struct sub {
 	uint32_t flags;
 	char *body;
 	size_t len;
+	const char *head;	/* fields the spool puts before body */
+	size_t hlen;
 	struct dd_msg *msg;
 	uint64_t id;
 	int err;
@@ -186,6 +188,8 @@ static int submit(struct dd_spool *sp, struct sub *s)
 		.flags = s->flags,
 		.body = s->body,
 		.body_len = s->len,
+		.head = s->head,
+		.head_len = s->hlen,
 		.done = done_cb,
 		.arg = s,
 	};
@@ -477,6 +481,63 @@ TEST(dot_stuffing)
 		close_spool(sp, &f);
 		ASSERT_EQ(0, open_spool(&sp, &c, &f));
 		ASSERT_EQ(2, f.n);
+	}
+	close_spool(sp, &f);
+	rm_rf(dir);
+	free(dir);
+	leak_check();
+}
+
+/* A head (a DKIM signature) is stored before the body, stuffed with it. */
+TEST(head_before_body)
+{
+	static const char head[] = "DKIM-Signature: v=1;\r\n b=.x\r\n";
+	static const char body[] = ".dot first\r\nthen\r\n";
+	static const char raw[] =
+		"DKIM-Signature: v=1;\r\n b=.x\r\n.dot first\r\nthen\r\n";
+	static const char stuffed[] =
+		"DKIM-Signature: v=1;\r\n b=.x\r\n..dot first\r\nthen\r\n";
+	static const char bad_head[] = "X-No-CRLF: x";
+	char *dir = tmpdir();
+	struct dd_spool_conf c = conf_for(dir);
+	struct dd_spool *sp;
+	struct sub a, bad;
+	struct waiter w;
+	struct found f;
+	int pass;
+
+	waiter_init(&w);
+	make_sub(&a, &w, 1, 0, false);
+	make_sub(&bad, &w, 2, 0, false);
+	free(a.body);
+	a.body = (char *)body;
+	a.len = sizeof(body) - 1;
+	a.head = head;
+	a.hlen = sizeof(head) - 1;
+	bad.head = bad_head;
+	bad.hlen = sizeof(bad_head) - 1;
+	ASSERT_EQ(0, open_spool(&sp, &c, &f));
+	/* a head that does not end a line would glue onto the body */
+	ASSERT_EQ(-EINVAL, submit(sp, &bad));
+	free(bad.body);
+	ASSERT_EQ(0, submit(sp, &a));
+	wait_done(&w, 1);
+	for (pass = 0; pass < 2; pass++) {
+		struct dd_msg *m = pass ? found_id(&f, a.id) : a.msg;
+		int fd;
+
+		ASSERT_NE(NULL, m);
+		fd = dd_spool_seg_fd(sp, m->seg);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(sizeof(raw) - 1, m->raw_len);
+		ASSERT_TRUE(pread_eq(fd, m->raw_off, raw, sizeof(raw) - 1));
+		ASSERT_TRUE(m->flags & DD_MSG_STUFFED);
+		ASSERT_EQ(sizeof(stuffed) - 1, m->stuffed_len);
+		ASSERT_TRUE(pread_eq(fd, m->stuffed_off, stuffed,
+				     sizeof(stuffed) - 1));
+		close_spool(sp, &f);
+		ASSERT_EQ(0, open_spool(&sp, &c, &f));
+		ASSERT_EQ(1, f.n);
 	}
 	close_spool(sp, &f);
 	rm_rf(dir);
