@@ -101,9 +101,6 @@ static struct dd_dest *dest_get(struct dd_worker *w, const char *domain)
 	d->w = w;
 	d->qtail = &d->qhead;
 	d->route = dd_routes_lookup(dd_d.routes, d->domain);
-	d->tokens = 1;
-	d->tokens_ns = dd_mono_ns();
-	d->timer.fire = NULL;
 	k = hash_domain(d->domain) % w->ndest_buckets;
 	d->hnext = w->dests[k];
 	w->dests[k] = d;

@@ -65,9 +65,6 @@ struct dd_dest {
 	unsigned int backoff_n;
 	bool held;			/* the whole destination is held */
 	bool runnable;
-	double tokens;			/* dest_rate's bucket */
-	uint64_t tokens_ns;
-	struct dd_timer timer;		/* rate limit wake-up */
 	struct dd_shape_dest shape;	/* limits and throttle (dd_shape_dest.c) */
 	struct dd_worker *w;
 	uint64_t delivered, failed, deferrals;
