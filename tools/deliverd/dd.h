@@ -105,6 +105,27 @@ static inline uint64_t dd_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * FNV-1a (32 bits) over a name with its ASCII letters lowercased, so a
+ * domain or host name hashes the same in any case.  seed is
+ * DD_HASH_SEED, or another value for a hash independent of that one.
+ */
+#define DD_HASH_SEED	2166136261u
+
+static inline uint32_t dd_hash_name(const char *s, uint32_t seed)
+{
+	uint32_t h = seed;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		h = (h ^ c) * 16777619u;
+	}
+	return h;
+}
+
 /* Queue ids print as 16 hex digits. */
 #define DD_QID_FMT	"%016llX"
 #define DD_QID(m)	((unsigned long long)(m)->id)

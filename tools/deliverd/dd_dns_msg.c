@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "dd.h"
 #include "dd_dns.h"
 #include "dd_log.h"
 
@@ -350,16 +351,8 @@ struct dd_dns_cache {
 static unsigned int cache_slot(const struct dd_dns_cache *c, const char *name,
 			       uint16_t type)
 {
-	uint32_t h = 2166136261u ^ type;
-
-	for (; *name; name++) {
-		unsigned char ch = (unsigned char)*name;
-
-		if (ch >= 'A' && ch <= 'Z')
-			ch += 'a' - 'A';
-		h = (h ^ ch) * 16777619u;
-	}
-	return h & (c->nb - 1);
+	/* seeded apart from dd_worker_of's hash, which chose this worker */
+	return dd_hash_name(name, DD_HASH_SEED ^ type) & (c->nb - 1);
 }
 
 struct dd_dns_cache *dd_dns_cache_new(unsigned int max)

@@ -21,24 +21,9 @@
 
 struct dd_daemon dd_d;
 
-/* FNV-1a over the lowercased domain: stable, cheap, spreads well. */
-static uint32_t dd_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= 'A' && c <= 'Z')
-			c += 'a' - 'A';
-		h = (h ^ c) * 16777619u;
-	}
-	return h;
-}
-
 struct dd_worker *dd_worker_of(const char *domain)
 {
-	return &dd_d.w[dd_hash(domain) % dd_d.nworkers];
+	return &dd_d.w[dd_hash_name(domain, DD_HASH_SEED) % dd_d.nworkers];
 }
 
 int dd_worker_watch(struct dd_worker *w, struct dd_io *io, uint32_t events)

@@ -56,13 +56,9 @@ struct dd_shape_hosts {
 	unsigned int sweep;		/* next bucket to look for idle hosts */
 };
 
-static uint32_t host_hash(const char *s)
+static uint32_t host_hash(const char *name)
 {
-	uint32_t h = 2166136261U;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)(*s | 0x20)) * 16777619U;
-	return h;
+	return dd_hash_name(name, DD_HASH_SEED);
 }
 
 static void hosts_rehash(struct dd_shape_hosts *hs)

@@ -165,13 +165,7 @@ static unsigned int plain_n;
 
 static unsigned int plain_hash(const char *s)
 {
-	uint32_t h = 2166136261U;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)tolower((unsigned char)*s);
-		h *= 16777619U;
-	}
-	return h % PLAIN_BUCKETS;
+	return dd_hash_name(s, DD_HASH_SEED) % PLAIN_BUCKETS;
 }
 
 /* Drop expired entries (all of them when "all"); lock held. */
