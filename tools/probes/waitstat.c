@@ -390,6 +390,23 @@ static void target_ended(struct session *s)
 	s->pidfd = -1;
 }
 
+/*
+ * SIGINT and SIGTERM stay blocked except inside ppoll(), so one that
+ * comes between take_signal() and the wait interrupts the wait instead
+ * of setting a flag nobody looks at until the target ends by itself.
+ */
+static sigset_t wait_mask;
+
+static int poll_signals(struct pollfd *pfd, nfds_t n, int timeout_ms)
+{
+	struct timespec ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (timeout_ms % 1000) * 1000000L,
+	};
+
+	return ppoll(pfd, n, timeout_ms < 0 ? NULL : &ts, &wait_mask);
+}
+
 /* A signal ends the reports; a command gets it and we wait for its end. */
 static bool take_signal(struct session *s)
 {
@@ -419,7 +436,7 @@ static int report_loop(struct session *s)
 
 		if (next)
 			timeout = now < next ? (next - now + 999999) / 1000000 : 0;
-		n = poll(&pfd, s->pidfd >= 0, timeout);
+		n = poll_signals(&pfd, s->pidfd >= 0, timeout);
 		if (n < 0 && errno != EINTR) {
 			perror("waitstat: poll");
 			return 1;
@@ -457,12 +474,22 @@ static int wait_command(struct session *s)
 	int status;
 
 	waitstat__detach(s->skel);
+	for (;;) {
+		struct pollfd pfd = { .fd = s->pidfd, .events = POLLIN };
+
+		if (poll_signals(&pfd, 1, -1) < 0 && errno != EINTR) {
+			perror("waitstat: poll");
+			return 1;
+		}
+		take_signal(s);
+		if (pfd.revents & POLLIN)
+			break;
+	}
 	while (waitpid(s->child, &status, 0) < 0) {
 		if (errno != EINTR) {
 			perror("waitstat: waitpid");
 			return 1;
 		}
-		take_signal(s);
 	}
 	s->child = 0;
 	return exit_code(status);
@@ -496,6 +523,7 @@ int main(int argc, char **argv)
 		.info = { .exit_status = -1, .cmd_nvcsw = -1, .cmd_nivcsw = -1 },
 	};
 	struct ws_report_opts ropts;
+	sigset_t block;
 	int ret;
 
 	argp_err_exit_status = 2;
@@ -507,6 +535,10 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	ropts = (struct ws_report_opts){
