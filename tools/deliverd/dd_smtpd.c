@@ -522,6 +522,31 @@ const char *dd_smtpd_control(struct dd_smtpd *s)
 	return s->ctl_wait ? s->ctl : NULL;
 }
 
+/*
+ * Control replies carry JSON objects a line (XSTATS, XQUEUE) for our own
+ * clients, which read lines of up to 64 KiB; SMTP's 512-octet reply
+ * limit would cut an object whose figures have grown more digits.
+ */
+#define DD_CTL_LINE_MAX		60000
+
+static void control_line(struct dd_smtpd *s, int code, char sep,
+			 const char *p, size_t len)
+{
+	/* After the replies still owed to pipelined messages, as reply(). */
+	struct dd_buf *b = s->qtail ? &s->qtail->after : &s->out;
+	size_t before = b->len;
+	char head[8];
+	int n = snprintf(head, sizeof(head), "%03d%c", code, sep);
+
+	if (dd_buf_add(b, head, (size_t)n) || dd_buf_add(b, p, len) ||
+	    dd_buf_add(b, "\r\n", 2)) {
+		s->closing = true;	/* cannot answer: give up */
+		return;
+	}
+	if (s->qtail)
+		s->qbytes += b->len - before;
+}
+
 void dd_smtpd_control_done(struct dd_smtpd *s, int code, const char *text)
 {
 	const char *p = text ? text : "";
@@ -545,9 +570,9 @@ void dd_smtpd_control_done(struct dd_smtpd *s, int code, const char *text)
 
 			if (len && p[len - 1] == '\r')
 				len--;
-			if (len > 500)
-				len = 500;
-			reply(s, "%d%c%.*s", code, nl ? '-' : ' ', len, p);
+			if (len > DD_CTL_LINE_MAX)
+				len = DD_CTL_LINE_MAX;
+			control_line(s, code, nl ? '-' : ' ', p, (size_t)len);
 			p = nl ? nl + 1 : end;
 		}
 	}

@@ -858,6 +858,44 @@ TEST(control)
 	t_free(&t);
 }
 
+/*
+ * XSTATS answers a JSON object a line, longer than SMTP's 512 octets once
+ * its figures grow: the line comes back whole; one past 60,000 bytes is
+ * cut there (our clients read lines of up to 64 KiB).
+ */
+TEST(control_long_lines)
+{
+	static char text[70000];
+	size_t n;
+	const char *out;
+	struct t t;
+
+	t_init(&t, true, NULL, false);
+	t_drain(&t);
+	t_out(&t);
+	memset(text, 'x', 2000);
+	memcpy(text + 2000, "\nshort", 7);
+	dd_smtpd_feed(t.s, "XSTATS\r\n", 8);
+	EXPECT_EQ(DD_SMTPD_CONTROL, dd_smtpd_run(t.s));
+	dd_smtpd_control_done(t.s, 250, text);
+	t_drain(&t);
+	out = t_out(&t);
+	n = strlen(out);
+	ASSERT_EQ(4 + 2000 + 2 + 4 + 5 + 2, n);
+	EXPECT_EQ(0, strncmp(out, "250-xxx", 7));
+	EXPECT_EQ(0, strcmp(out + 4 + 2000, "\r\n250 short\r\n"));
+
+	memset(text, 'y', sizeof(text) - 1);
+	dd_smtpd_feed(t.s, "XSTATS\r\n", 8);
+	EXPECT_EQ(DD_SMTPD_CONTROL, dd_smtpd_run(t.s));
+	dd_smtpd_control_done(t.s, 250, text);
+	t_drain(&t);
+	out = t_out(&t);
+	ASSERT_EQ(4 + 60000 + 2, strlen(out));
+	EXPECT_EQ(0, strncmp(out, "250 yyy", 7));
+	t_free(&t);
+}
+
 /* The whole conversation, one byte at a time, as in one feed. */
 static const char script[] =
 	"EHLO client.test\r\n"
