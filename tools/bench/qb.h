@@ -2,8 +2,8 @@
 /*
  * queue_bench's parts: the pipes every side watches, the sides (evq,
  * epoll, poll, io_uring and the unwatched baseline) behind one set of
- * operations, CPU accounting, the sweep and the figures drawn from
- * them.
+ * operations, CPU accounting, the sweep, the wake-up probe and the
+ * figures drawn from them.
  */
 #ifndef QB_H
 #define QB_H
@@ -32,7 +32,9 @@ struct qb_opts {
 	unsigned int target_ms;			/* -t */
 	const char *out;
 	const char *cpu_source;			/* auto, procstat, rusage */
+	const char *waitstat;			/* -W, "" for none */
 	bool no_evq;				/* -e */
+	bool no_probe;				/* -p */
 };
 
 extern struct qb_opts qb_opt;
@@ -204,6 +206,30 @@ int qb_register_run(struct qb_side *sides, unsigned int nr_sides,
 		    unsigned int n, struct qb_reg_res *res);
 void qb_reg_free(struct qb_reg_res *res);
 
+/* ---- the wake-up probe under waitstat ---- */
+
+struct qb_probe_res {
+	bool done;
+	double events;
+	double ctxsw;		/* harvesting thread, vcsw + ivcsw */
+	double vcsw, ivcsw;
+	double proc_ctxsw;	/* both threads */
+	double wait_calls;
+	double wait_oncpu_ns;
+	double wait_offcpu_ns;
+	double oncpu_ns;	/* harvesting thread on the CPU */
+};
+
+#define QB_PROBE_FDS		10000
+#define QB_PROBE_ACTIVE		100
+#define QB_PROBE_ROUNDS		200
+
+/* The child: runs under waitstat; exit status 0 or 1. */
+int qb_probe_child(enum qb_kind k);
+/* The parent: waitstat around the child for side @k. */
+int qb_probe_run(const char *self, enum qb_kind k, struct qb_probe_res *r,
+		 char *err, unsigned int errlen);
+
 /* ---- everything measured ---- */
 
 struct qb_results {
@@ -211,6 +237,7 @@ struct qb_results {
 	enum qb_kind kinds[QB_NR_KINDS];
 	struct qb_block sweep[QB_MAX_POINTS];
 	struct qb_reg_res reg[QB_MAX_POINTS][QB_NR_KINDS];
+	struct qb_probe_res probe[QB_NR_KINDS];
 };
 
 /* ---- figures ---- */
@@ -224,5 +251,6 @@ void qb_report_register_sweep(const struct qb_reg_res *res, unsigned int n,
 			      unsigned int nr_sides);
 void qb_report_register(const struct qb_reg_res *res, unsigned int n,
 			const struct qb_side *sides, unsigned int nr_sides);
+void qb_report_probe(enum qb_kind k, const struct qb_probe_res *p);
 
 #endif /* QB_H */

@@ -3,7 +3,7 @@
  * queue_bench's figures: every name the two-sided benchmark printed
  * (evq_*, epoll_*, none_*, their ratios, harvest_* and register_*), now
  * taken from the sweep's headline point, and the sweep's own figures,
- * the ratios against poll and io_uring and the targets.
+ * the ratios against poll and io_uring, the targets and the probe's.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -324,4 +324,26 @@ void qb_report_register(const struct qb_reg_res *res, unsigned int n,
 		      reg_ratio(&res[QB_EVQ], &res[QB_EPOLL], true), 3);
 	bench_fig_num("evq_vs_io_uring_register_ratio",
 		      reg_ratio(&res[QB_EVQ], &res[QB_URING], false), 3);
+}
+
+/* <side>_ctxsw_per_event and the rest of the wake-up probe's figures. */
+void qb_report_probe(enum qb_kind k, const struct qb_probe_res *p)
+{
+	const char *s = qb_kind_name(k);
+	char name[NAME_LEN];
+
+	snprintf(name, sizeof(name), "%s_ctxsw_per_event", s);
+	bench_fig_num(name, p->ctxsw, 3);
+	snprintf(name, sizeof(name), "%s_ivcsw_per_event", s);
+	bench_fig_num(name, p->ivcsw, 3);
+	snprintf(name, sizeof(name), "%s_probe_process_ctxsw_per_event", s);
+	bench_fig_num(name, p->proc_ctxsw, 3);
+	snprintf(name, sizeof(name), "%s_wait_calls_per_event", s);
+	bench_fig_num(name, p->wait_calls, 3);
+	snprintf(name, sizeof(name), "%s_wait_oncpu_ns_per_event", s);
+	bench_fig_num(name, p->wait_oncpu_ns, 0);
+	snprintf(name, sizeof(name), "%s_wait_offcpu_ns_per_event", s);
+	bench_fig_num(name, p->wait_offcpu_ns, 0);
+	snprintf(name, sizeof(name), "%s_probe_oncpu_ns_per_event", s);
+	bench_fig_num(name, p->oncpu_ns, 0);
 }

@@ -17,6 +17,9 @@
  *             side "none" does the same writes and reads with nothing
  *             watching: the baseline that separates each queue's own
  *             cost.  evq and epoll run level-triggered too, at -n.
+ *   probe     a writer thread makes fds ready while the harvesting
+ *             thread blocks in its wait, under tools/probes/waitstat:
+ *             context switches and on-CPU wait time per event.
  *
  * CPU is counted guest-wide from /proc/stat (every CPU, all but idle and
  * iowait), so the writer's wake-ups, the kernel's posting and any kernel
@@ -26,10 +29,13 @@
  *
  * Files: qb_side.c (pipes, the baseline), qb_evq.c, qb_epoll.c,
  * qb_poll.c, qb_uring.c (the sides), qb_cpu.c (CPU accounting),
- * qb_sweep.c (the repetitions), qb_report.c (figures).
+ * qb_sweep.c (the repetitions), qb_probe.c (the wake-up probe),
+ * qb_report.c (figures).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,8 +72,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: queue_bench [-N LIST] [-P LIST] [-n FDS] [-r REPS] [-s REPS]\n"
-"                   [-R REPS] [-t MS] [-c auto|procstat|rusage] [-e]\n"
-"                   [-o FILE]\n"
+"                   [-R REPS] [-t MS] [-c auto|procstat|rusage] [-e] [-p]\n"
+"                   [-W WAITSTAT] [-o FILE]\n"
 "  -N LIST    watched fds of the sweep (default 100,1000,10000,100000)\n"
 "  -P LIST    %% of them made ready per round (default 1,10); must hold 1\n"
 "  -n FDS     the headline point, one of -N (default 10000): the ratios,\n"
@@ -83,7 +89,9 @@ static void usage(FILE *f)
 "  -c SRC     CPU source for the harvest figures (default auto:\n"
 "             /proc/stat if every repetition has >= %d ticks)\n"
 "  -e         no evq side (hosts without /dev/evq; no evq ratios)\n"
-
+"  -p         no wake-up probe\n"
+"  -W PATH    waitstat for the probe (default: ../probes/waitstat\n"
+"             beside this program)\n"
 "  -o FILE    JSON output (default build/bench/queue.json)\n"
 "exit: 0 done, 1 error, 2 usage, 4 skipped (/dev/evq absent)\n",
 		QB_MIN_TICKS_PER_REP);
@@ -150,7 +158,7 @@ static void parse_opts(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "N:P:n:r:s:R:t:c:eo:h")) != -1) {
+	while ((c = getopt(argc, argv, "N:P:n:r:s:R:t:c:epW:o:h")) != -1) {
 		switch (c) {
 		case 'N':
 			qb_opt.nr_n = parse_list(optarg, qb_opt.n,
@@ -167,6 +175,8 @@ static void parse_opts(int argc, char **argv)
 		case 't': qb_opt.target_ms = parse_uint(optarg, 1, 600000); break;
 		case 'c': qb_opt.cpu_source = optarg; break;
 		case 'e': qb_opt.no_evq = true; break;
+		case 'p': qb_opt.no_probe = true; break;
+		case 'W': qb_opt.waitstat = optarg; break;
 		case 'o': qb_opt.out = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
@@ -338,6 +348,66 @@ static int run_level(struct qb_pipes *p)
 	return ret;
 }
 
+/* waitstat beside us: build/bench/queue_bench -> build/probes/waitstat. */
+static const char *default_waitstat(const char *self)
+{
+	static char path[PATH_MAX];
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", self);
+	snprintf(path, sizeof(path), "%s/../probes/waitstat", dirname(dir));
+	return path;
+}
+
+static void run_probes(struct qb_results *res, const char *self)
+{
+	char err[256];
+	unsigned int i;
+
+	if (qb_opt.no_probe) {
+		bench_fig_str("probe", "skipped: -p");
+		return;
+	}
+	if (!qb_opt.waitstat)
+		qb_opt.waitstat = default_waitstat(self);
+	if (access(qb_opt.waitstat, X_OK)) {
+		snprintf(err, sizeof(err), "skipped: %s: %s (make -C "
+			 "tools/probes prog)", qb_opt.waitstat,
+			 strerror(errno));
+		bench_fig_str("probe", err);
+		return;
+	}
+	bench_fig_str("probe", "on");
+	bench_fig_num("probe_watched_fds", QB_PROBE_FDS, 0);
+	bench_fig_num("probe_active_per_round", QB_PROBE_ACTIVE, 0);
+	bench_fig_num("probe_rounds", QB_PROBE_ROUNDS, 0);
+	for (i = 0; i < res->nr_sides; i++) {
+		enum qb_kind k = res->kinds[i];
+		char name[64];
+
+		if (k == QB_NONE)
+			continue;
+		if (qb_probe_run(self, k, &res->probe[k], err, sizeof(err))) {
+			snprintf(name, sizeof(name), "%s_probe_note",
+				 qb_kind_name(k));
+			bench_fig_str(name, err);
+			continue;
+		}
+		qb_report_probe(k, &res->probe[k]);
+	}
+}
+
+static enum qb_kind kind_by_name(const char *name)
+{
+	unsigned int k;
+
+	for (k = 0; k < QB_NR_KINDS; k++)
+		if (!strcmp(name, qb_kind_name(k)) && k != QB_NONE)
+			return k;
+	fprintf(stderr, "queue_bench: --probe-child: no side '%s'\n", name);
+	exit(2);
+}
+
 /* Guest time per phase, for fitting the run into make bench's budget. */
 static uint64_t phase_start(void)
 {
@@ -353,7 +423,7 @@ static void phase_end(const char *phase, uint64_t t0)
 		      1);
 }
 
-static int run_all(struct qb_results *res)
+static int run_all(struct qb_results *res, const char *self)
 {
 	static struct qb_side sides[QB_NR_KINDS];
 	unsigned int head = (unsigned int)index_of(qb_opt.n, qb_opt.nr_n,
@@ -390,19 +460,32 @@ static int run_all(struct qb_results *res)
 		return -1;
 	phase_end("level", t);
 	qb_pipes_close(&p);
+	t = phase_start();
+	run_probes(res, self);
+	phase_end("probe", t);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	static struct qb_results res;
+	char self[PATH_MAX];
 	uint64_t t0 = qb_clock_ns(CLOCK_MONOTONIC);
+	ssize_t len;
 
 	qb_clk_tck = sysconf(_SC_CLK_TCK);
+	if (argc == 3 && !strcmp(argv[1], "--probe-child"))
+		return qb_probe_child(kind_by_name(argv[2]));
 	parse_opts(argc, argv);
+	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len < 0) {
+		perror("queue_bench: /proc/self/exe");
+		return 1;
+	}
+	self[len] = '\0';
 	if (!qb_opt.no_evq)
 		check_evq();
-	if (run_all(&res))
+	if (run_all(&res, self))
 		return 1;
 	bench_fig_num("run_wall_s", (qb_clock_ns(CLOCK_MONOTONIC) - t0) / 1e9,
 		      1);
