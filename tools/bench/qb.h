@@ -3,7 +3,7 @@
  * queue_bench's parts: the pipes every side watches, the sides (evq,
  * epoll, poll, io_uring and the unwatched baseline) behind one set of
  * operations, CPU accounting, the sweep, the wake-up probe and the
- * figures drawn from them.
+ * figures and plots drawn from them.
  */
 #ifndef QB_H
 #define QB_H
@@ -239,6 +239,11 @@ struct qb_results {
 	struct qb_reg_res reg[QB_MAX_POINTS][QB_NR_KINDS];
 	struct qb_probe_res probe[QB_NR_KINDS];
 };
+
+/* ---- plots ---- */
+
+/* The "plots" member of the JSON, as text the caller frees. */
+char *qb_plots_json(const struct qb_results *r);
 
 /* ---- figures ---- */
 

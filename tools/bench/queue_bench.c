@@ -25,12 +25,12 @@
  * iowait), so the writer's wake-ups, the kernel's posting and any kernel
  * worker are charged to the side that caused them; getrusage() of this
  * process is printed beside it as a cross-check.  Figures go to stdout
- * as "name: value" lines and to a JSON file (-o).
+ * as "name: value" lines and to a JSON file (-o) with the plots to draw.
  *
  * Files: qb_side.c (pipes, the baseline), qb_evq.c, qb_epoll.c,
  * qb_poll.c, qb_uring.c (the sides), qb_cpu.c (CPU accounting),
  * qb_sweep.c (the repetitions), qb_probe.c (the wake-up probe),
- * qb_report.c (figures).
+ * qb_report.c (figures), qb_plot.c (plots).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -472,6 +472,7 @@ int main(int argc, char **argv)
 	char self[PATH_MAX];
 	uint64_t t0 = qb_clock_ns(CLOCK_MONOTONIC);
 	ssize_t len;
+	char *plots;
 
 	qb_clk_tck = sysconf(_SC_CLK_TCK);
 	if (argc == 3 && !strcmp(argv[1], "--probe-child"))
@@ -487,6 +488,9 @@ int main(int argc, char **argv)
 		check_evq();
 	if (run_all(&res, self))
 		return 1;
+	plots = qb_plots_json(&res);
+	if (plots)
+		bench_fig_raw("plots", plots);
 	bench_fig_num("run_wall_s", (qb_clock_ns(CLOCK_MONOTONIC) - t0) / 1e9,
 		      1);
 	return bench_fig_json(qb_opt.out, "queue_bench") ? 1 : 0;
