@@ -268,7 +268,8 @@ int qb_probe_run(const char *self, enum qb_kind k, struct qb_probe_res *r,
 	waitpid(pid, &status, 0);
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
 		snprintf(err, errlen, "waitstat -- queue_bench --probe-child "
-			 "%s: exit status %d (waitstat needs root and BPF)",
+			 "%s: exit status %d (its stderr says why; waitstat "
+			 "needs root and BPF)",
 			 tmp.name, WIFEXITED(status) ? WEXITSTATUS(status) :
 			 128 + WTERMSIG(status));
 	else if (!cl.seen || !report)

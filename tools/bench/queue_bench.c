@@ -434,7 +434,14 @@ static int run_all(struct qb_results *res, const char *self)
 	uint64_t t;
 	int err;
 
-	/* Two fds per pipe, one pipe set for all sides, plus queues. */
+	/*
+	 * Two fds per pipe, one pipe set for all sides, plus queues.  The
+	 * probe's children inherit the limit and, without
+	 * CAP_SYS_RESOURCE, could not raise it past ours: ask for their
+	 * 10,000 pipes too, where we may (else their note says so).
+	 */
+	if (maxn < QB_PROBE_FDS)
+		bench_raise_nofile(2 * QB_PROBE_FDS + 64);
 	err = bench_raise_nofile(2 * maxn + 64);
 	if (!err)
 		err = qb_pipes_open(&p, maxn);
