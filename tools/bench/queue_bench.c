@@ -85,7 +85,7 @@ static void usage(FILE *f)
 "  -R REPS    register repetitions per side up to 10,000 fds, fewer\n"
 "             above (default 21)\n"
 "  -t MS      CPU per harvest repetition and side, at least; the\n"
-"             calibration aims 10%% above (default 500)\n"
+"             calibration aims 20%% above (default 500)\n"
 "  -c SRC     CPU source for the harvest figures (default auto:\n"
 "             /proc/stat if every repetition has >= %d ticks)\n"
 "  -e         no evq side (hosts without /dev/evq; no evq ratios)\n"
