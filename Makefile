@@ -120,8 +120,11 @@ bench: deps
 	@$(MAKE) -s lib tools modules-all
 	@mkdir -p $(BUILD)/bench
 ifneq ($(filter queue,$(GROUP)),)
-	$(TOP)/tools/vm/run --icount --timeout 1800 --kernel $(firstword $(KVERS)) -- \
-		$(BUILD)/bench/queue_bench -o $(BUILD)/bench/queue.json
+	@t0=$$(date +%s); \
+	$(TOP)/tools/vm/run --icount --timeout 1800 --mem 2G \
+		--kernel $(firstword $(KVERS)) -- \
+		$(BUILD)/bench/queue_bench -o $(BUILD)/bench/queue.json; \
+	rc=$$?; echo "queue_bench: $$(($$(date +%s) - t0)) s wall"; exit $$rc
 endif
 ifneq ($(filter sendfile,$(GROUP)),)
 	$(TOP)/tools/vm/run --icount --timeout 900 --kernel $(firstword $(KVERS)) \

@@ -8,17 +8,19 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench_fig.h"
 #include "bench_util.h"
 
-#define MAX_FIGS	512
+#define MAX_FIGS	1024
 
 struct fig {
 	char name[80];
 	char val[200];
 	bool num;
+	char *raw;		/* JSON text, written as it is */
 };
 
 static struct fig figs[MAX_FIGS];
@@ -57,6 +59,26 @@ void bench_fig_str(const char *name, const char *v)
 	fig_add(name, v, false);
 }
 
+/*
+ * Not a figure but data for the JSON file only (the "plots" member): too
+ * long for a line of its own on stdout, and not a value to read there.
+ */
+void bench_fig_raw(const char *name, char *json)
+{
+	struct fig *f;
+
+	if (nr_figs == MAX_FIGS) {
+		fprintf(stderr, "bench: %s not kept for the JSON file\n", name);
+		free(json);
+		return;
+	}
+	f = &figs[nr_figs++];
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->val[0] = '\0';
+	f->num = false;
+	f->raw = json;
+}
+
 int bench_fig_json(const char *path, const char *prog)
 {
 	unsigned int i;
@@ -73,7 +95,9 @@ int bench_fig_json(const char *path, const char *prog)
 		fputs("  ", f);
 		bench_json_str(f, figs[i].name);
 		fputs(": ", f);
-		if (figs[i].num && !strcmp(figs[i].val, "nan"))
+		if (figs[i].raw)
+			fputs(figs[i].raw, f);
+		else if (figs[i].num && !strcmp(figs[i].val, "nan"))
 			fputs("null", f);	/* JSON has no NaN */
 		else if (figs[i].num)
 			fputs(figs[i].val, f);

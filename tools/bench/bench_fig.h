@@ -9,6 +9,8 @@
 /* A number with @prec decimals; NaN and infinities print as "nan". */
 void bench_fig_num(const char *name, double v, int prec);
 void bench_fig_str(const char *name, const char *v);
+/* JSON text (malloc'ed; kept and freed by no one) for the file only. */
+void bench_fig_raw(const char *name, char *json);
 /* Write every figure kept so far to @path; @prog names the caller in errors. */
 int bench_fig_json(const char *path, const char *prog);
 
