@@ -8,12 +8,14 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench_fig.h"
 #include "bench_util.h"
 
 #define MAX_FIGS	512
+#define MAX_RAW		16
 
 struct fig {
 	char name[80];
@@ -23,6 +25,12 @@ struct fig {
 
 static struct fig figs[MAX_FIGS];
 static unsigned int nr_figs;
+
+static struct {
+	char name[80];
+	char *json;
+} raws[MAX_RAW];
+static unsigned int nr_raws;
 
 static void fig_add(const char *name, const char *val, bool num)
 {
@@ -57,6 +65,20 @@ void bench_fig_str(const char *name, const char *v)
 	fig_add(name, v, false);
 }
 
+void bench_fig_raw(const char *name, const char *json)
+{
+	char *copy = json ? strdup(json) : NULL;
+
+	if (!copy || nr_raws == MAX_RAW) {
+		fprintf(stderr, "bench: member %s not kept for the JSON file\n",
+			name);
+		free(copy);
+		return;
+	}
+	snprintf(raws[nr_raws].name, sizeof(raws[nr_raws].name), "%s", name);
+	raws[nr_raws++].json = copy;
+}
+
 int bench_fig_json(const char *path, const char *prog)
 {
 	unsigned int i;
@@ -79,7 +101,14 @@ int bench_fig_json(const char *path, const char *prog)
 			fputs(figs[i].val, f);
 		else
 			bench_json_str(f, figs[i].val);
-		fputs(i + 1 < nr_figs ? ",\n" : "\n", f);
+		fputs(i + 1 < nr_figs || nr_raws ? ",\n" : "\n", f);
+	}
+	for (i = 0; i < nr_raws; i++) {
+		fputs("  ", f);
+		bench_json_str(f, raws[i].name);
+		fputs(": ", f);
+		fputs(raws[i].json, f);
+		fputs(i + 1 < nr_raws ? ",\n" : "\n", f);
 	}
 	fputs("}\n", f);
 	if (fclose(f)) {
