@@ -15,16 +15,22 @@
 #include "bench_util.h"
 
 #define MAX_FIGS	1024
+#define MAX_RAW		16
 
 struct fig {
 	char name[80];
 	char val[200];
 	bool num;
-	char *raw;		/* JSON text, written as it is */
 };
 
 static struct fig figs[MAX_FIGS];
 static unsigned int nr_figs;
+
+static struct {
+	char name[80];
+	char *json;
+} raws[MAX_RAW];
+static unsigned int nr_raws;
 
 static void fig_add(const char *name, const char *val, bool num)
 {
@@ -59,24 +65,18 @@ void bench_fig_str(const char *name, const char *v)
 	fig_add(name, v, false);
 }
 
-/*
- * Not a figure but data for the JSON file only (the "plots" member): too
- * long for a line of its own on stdout, and not a value to read there.
- */
-void bench_fig_raw(const char *name, char *json)
+void bench_fig_raw(const char *name, const char *json)
 {
-	struct fig *f;
+	char *copy = json ? strdup(json) : NULL;
 
-	if (nr_figs == MAX_FIGS) {
-		fprintf(stderr, "bench: %s not kept for the JSON file\n", name);
-		free(json);
+	if (!copy || nr_raws == MAX_RAW) {
+		fprintf(stderr, "bench: member %s not kept for the JSON file\n",
+			name);
+		free(copy);
 		return;
 	}
-	f = &figs[nr_figs++];
-	snprintf(f->name, sizeof(f->name), "%s", name);
-	f->val[0] = '\0';
-	f->num = false;
-	f->raw = json;
+	snprintf(raws[nr_raws].name, sizeof(raws[nr_raws].name), "%s", name);
+	raws[nr_raws++].json = copy;
 }
 
 int bench_fig_json(const char *path, const char *prog)
@@ -95,15 +95,20 @@ int bench_fig_json(const char *path, const char *prog)
 		fputs("  ", f);
 		bench_json_str(f, figs[i].name);
 		fputs(": ", f);
-		if (figs[i].raw)
-			fputs(figs[i].raw, f);
-		else if (figs[i].num && !strcmp(figs[i].val, "nan"))
+		if (figs[i].num && !strcmp(figs[i].val, "nan"))
 			fputs("null", f);	/* JSON has no NaN */
 		else if (figs[i].num)
 			fputs(figs[i].val, f);
 		else
 			bench_json_str(f, figs[i].val);
-		fputs(i + 1 < nr_figs ? ",\n" : "\n", f);
+		fputs(i + 1 < nr_figs || nr_raws ? ",\n" : "\n", f);
+	}
+	for (i = 0; i < nr_raws; i++) {
+		fputs("  ", f);
+		bench_json_str(f, raws[i].name);
+		fputs(": ", f);
+		fputs(raws[i].json, f);
+		fputs(i + 1 < nr_raws ? ",\n" : "\n", f);
 	}
 	fputs("}\n", f);
 	if (fclose(f)) {

@@ -9,8 +9,12 @@
 /* A number with @prec decimals; NaN and infinities print as "nan". */
 void bench_fig_num(const char *name, double v, int prec);
 void bench_fig_str(const char *name, const char *v);
-/* JSON text (malloc'ed; kept and freed by no one) for the file only. */
-void bench_fig_raw(const char *name, char *json);
+/*
+ * A member whose value is JSON text already (an array, an object: the
+ * "plots" the bench declares, a distribution), written as it is after the
+ * figures and not printed; bench_fig keeps its own copy.
+ */
+void bench_fig_raw(const char *name, const char *json);
 /* Write every figure kept so far to @path; @prog names the caller in errors. */
 int bench_fig_json(const char *path, const char *prog);
 

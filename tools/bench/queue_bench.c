@@ -496,8 +496,10 @@ int main(int argc, char **argv)
 	if (run_all(&res, self))
 		return 1;
 	plots = qb_plots_json(&res);
-	if (plots)
-		bench_fig_raw("plots", plots);
+	if (plots) {
+		bench_fig_raw("plots", plots);	/* keeps a copy */
+		free(plots);
+	}
 	bench_fig_num("run_wall_s", (qb_clock_ns(CLOCK_MONOTONIC) - t0) / 1e9,
 		      1);
 	return bench_fig_json(qb_opt.out, "queue_bench") ? 1 : 0;

@@ -932,6 +932,124 @@ static void fig_ratio(const char *name, const struct dstate *a,
 	bench_fig_num(buf, hi, 3);
 }
 
+/*
+ * The latency distributions, for the JSON and its plot: each design's
+ * open-loop latencies at fixed percentiles, from the samples of all
+ * repetitions pooled (as the _p50_us and _p99_us figures are), hot and
+ * cold files apart.  "latency_percentiles" holds the numbers; "plots"
+ * draws them as CDFs (bench_plot).
+ */
+static const double lat_pct[] = {
+	1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95,
+	97, 98, 99, 99.5, 99.8, 99.9,
+};
+#define NR_LAT_PCT	(sizeof(lat_pct) / sizeof(lat_pct[0]))
+
+static void lat_us(struct dstate *x, bool hot, double *v)
+{
+	uint64_t *s = hot ? x->lat.hot : x->lat.cold;
+	unsigned int n = hot ? x->lat.nhot : x->lat.ncold, i;
+
+	for (i = 0; i < NR_LAT_PCT; i++)
+		v[i] = sfb_quantile(s, n, lat_pct[i] / 100) / 1e3;
+}
+
+/* A JSON array of numbers; NaN (no samples) as null. */
+static void json_nums(FILE *f, const double *v, unsigned int n, int prec)
+{
+	unsigned int i;
+
+	fputc('[', f);
+	for (i = 0; i < n; i++) {
+		if (i)
+			fputs(", ", f);
+		if (isnan(v[i]) || isinf(v[i]))
+			fputs("null", f);
+		else
+			fprintf(f, "%.*f", prec, v[i]);
+	}
+	fputc(']', f);
+}
+
+static void report_latency(void)
+{
+	static const char *const kind[2] = { "hot", "cold" };
+	double v[NR_LAT_PCT];
+	char *buf = NULL;
+	size_t len = 0;
+	unsigned int i, k;
+	bool first;
+	FILE *f;
+
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	fputs("{\"source\": \"open loop, samples of all repetitions "
+	      "pooled\", \"percent\": ", f);
+	json_nums(f, lat_pct, NR_LAT_PCT, 1);
+	for (k = 0; k < 2; k++) {
+		fprintf(f, ", \"%s_samples\": {", kind[k]);
+		for (i = 0, first = true; i < nr_ds; i++) {
+			if (ds[i].skipped[0])
+				continue;
+			fprintf(f, "%s\"%s\": %u", first ? "" : ", ",
+				ds[i].d->name, k ? ds[i].lat.ncold :
+				ds[i].lat.nhot);
+			first = false;
+		}
+		fprintf(f, "}, \"%s_us\": {", kind[k]);
+		for (i = 0, first = true; i < nr_ds; i++) {
+			if (ds[i].skipped[0])
+				continue;
+			lat_us(&ds[i], !k, v);
+			fprintf(f, "%s\"%s\": ", first ? "" : ", ",
+				ds[i].d->name);
+			json_nums(f, v, NR_LAT_PCT, 1);
+			first = false;
+		}
+		fputc('}', f);
+	}
+	fputc('}', f);
+	if (fclose(f))
+		return;
+	bench_fig_raw("latency_percentiles", buf);
+	free(buf);
+
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	fprintf(f, "[{\"file\": \"sendfile-hot-latency.png\", \"title\": "
+		"\"sendfile bench: open-loop latency by design (%.0f%% cold "
+		"requests, all repetitions pooled)\", \"panels\": [",
+		opt.cold_frac * 100);
+	for (k = 0; k < 2; k++) {
+		fprintf(f, "%s{\"title\": \"%s-file requests\", "
+			"\"xlabel\": \"latency (µs)\", \"ylabel\": "
+			"\"requests at or below it (%%)\", \"logx\": true, "
+			"\"key\": \"bottom right\", "
+			"\"series\": [", k ? ", " : "", kind[k]);
+		for (i = 0, first = true; i < nr_ds; i++) {
+			if (ds[i].skipped[0])
+				continue;
+			lat_us(&ds[i], !k, v);
+			fprintf(f, "%s{\"title\": \"%s\", \"x\": ",
+				first ? "" : ", ", ds[i].d->name);
+			json_nums(f, v, NR_LAT_PCT, 1);
+			fputs(", \"y\": ", f);
+			json_nums(f, lat_pct, NR_LAT_PCT, 1);
+			fputc('}', f);
+			first = false;
+		}
+		fputs("]}", f);
+	}
+	fputs("]}]", f);
+	if (fclose(f))
+		return;
+	bench_fig_raw("plots", buf);
+	free(buf);
+}
+
 static void report(void)
 {
 	const struct dstate *ev = find_ds(opt.headline);
@@ -1065,6 +1183,7 @@ static void report(void)
 		  FIELD(open_cpu_us), false);
 	fig_ratio("cpu_per_req_evq_vs_uring_ratio", ev, ur, NULL,
 		  FIELD(open_cpu_us), false);
+	report_latency();
 }
 
 /* ---- main ---- */
