@@ -116,8 +116,8 @@ SFB_DISK_RATE ?=
 SFB_READ_DELAY_MS ?= 5
 
 bench: deps
-	@for g in $(GROUP); do case $$g in queue|sendfile|mta) ;; \
-		*) echo "GROUP=$$g: want queue, sendfile or mta" >&2; exit 2;; esac; done
+	@for g in $(GROUP); do case $$g in queue|sendfile|mta|generations) ;; \
+		*) echo "GROUP=$$g: want queue, sendfile, mta or generations" >&2; exit 2;; esac; done
 	@$(MAKE) -s lib tools modules-all
 	@mkdir -p $(BUILD)/bench
 ifneq ($(filter queue,$(GROUP)),)
@@ -143,6 +143,13 @@ endif
 	$(TOP)/tools/vm/run --kernel $(lastword $(KVERS)) --disk 4G --mem 4G \
 		--timeout 1800 -- $(TOP)/tools/bench/mta_bench \
 		-o $(BUILD)/bench/mta-vm.json
+endif
+# GROUP=generations: Postfix, a thread per connection (tpc_send) and
+# deliverd against 10 to 10,000 slow connections, on the host as root
+# (tools/bench/gen.rst.txt); about 6 minutes.
+ifneq ($(filter generations,$(GROUP)),)
+	$(TOP)/tools/bench/gen_bench -o $(BUILD)/bench/generations.json
+	$(TOP)/tools/bench/bench_plot $(BUILD)/bench/generations.json
 endif
 
 KSRC_C := $(filter-out %.mod.c,$(wildcard kmod/*.c))
