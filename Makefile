@@ -20,7 +20,8 @@ KSFT_DIR := $(KSFT)
 export TOP BUILD KSFT_DIR
 
 .PHONY: all deps module modules-all lib selftests tools check check-host \
-	check-vm demo bench style clean help
+	check-vm demo bench bench-queue bench-sendfile bench-mta \
+	bench-generations style clean help
 
 all: module lib tools
 
@@ -29,7 +30,7 @@ help:
 	@echo "make deps       install every Debian package needed (root)"
 	@echo "make check      host tests, then VM selftests on: $(KVERS)"
 	@echo "make demo       deliverd delivers a 20,000-message mail merge in the VM"
-	@echo "make bench      evq against its peers in the VM (GROUP=queue|sendfile|mta)"
+	@echo "make bench      evq against its peers, with plots (GROUP=queue sendfile mta generations)"
 	@echo "make style      checkpatch on kmod/ and uapi/"
 
 deps:
@@ -99,58 +100,74 @@ demo: deps
 	$(TOP)/tools/vm/run --kernel $(lastword $(KVERS)) --disk 2G --timeout 900 -- \
 		$(TOP)/tools/deliverd/demo $(BUILD)
 
-# make bench [GROUP=queue|sendfile|mta]: queue and sendfile by default; mta
-# (deliverd against Postfix, tools/bench/mta_bench, as root) runs in the VM
-# on the newest test kernel, deliverd on evq; MTA_HOST=1 adds a run on the
-# host first (deliverd on epoll; 5 more minutes).
+# make bench [GROUP="queue sendfile mta generations"]: evq against what
+# users would pick instead, each comparison side by side in one run.  Each
+# group writes RESULTS/GROUP.json (every figure, and the plots it
+# declares); tools/bench/bench_plot draws those as PNGs beside it and
+# tools/bench/bench_summary prints the named figures and their targets.
+#   queue       evq, epoll, poll and io_uring in the VM (6.1, --icount)
+#   sendfile    the head-of-line benchmark of evq's sendfile (VM, 6.1)
+#   mta         deliverd against Postfix (VM, 6.12, deliverd on evq);
+#               MTA_HOST=1 adds a host run first (deliverd on epoll,
+#               5 minutes more, RESULTS/mta-host.json)
+#   generations Postfix, a thread per connection and deliverd, 10 to
+#               10,000 slow connections (host, deliverd on epoll)
 # The sendfile bench (Documentation/bench.rst) serves a file set larger
 # than the guest's memory from a scratch disk whose every read is held
 # SFB_READ_DELAY_MS (sfb-slowdisk), so a page-cache miss costs what a disk
 # access does.  SFB_DISK_RATE (bytes/s, empty by default) adds QEMU's
 # bandwidth throttle; under --icount it runs on the host's clock, not the
 # guest's, and makes the throughput figures swing (see bench.rst).
-GROUP ?= queue sendfile
+GROUP ?= queue sendfile mta generations
+RESULTS ?= $(BUILD)/bench/results
 SFB_MEM ?= 256M
 SFB_DISK ?= 1G
 SFB_DISK_RATE ?=
 SFB_READ_DELAY_MS ?= 5
 
+BENCH_GROUPS := queue sendfile mta generations
+
 bench: deps
-	@for g in $(GROUP); do case $$g in queue|sendfile|mta|generations) ;; \
-		*) echo "GROUP=$$g: want queue, sendfile, mta or generations" >&2; exit 2;; esac; done
+	@for g in $(GROUP); do case " $(BENCH_GROUPS) " in *" $$g "*) ;; \
+		*) echo "GROUP=$$g: want one of: $(BENCH_GROUPS)" >&2; exit 2;; \
+		esac; done
 	@$(MAKE) -s lib tools modules-all
-	@mkdir -p $(BUILD)/bench
-ifneq ($(filter queue,$(GROUP)),)
-	@t0=$$(date +%s); \
+	@$(MAKE) -s -C tools/probes prog
+	@mkdir -p $(RESULTS)
+	@rc=0; done=; for g in $(GROUP); do \
+		rm -f $(RESULTS)/$$g.json; t0=$$(date +%s); \
+		if $(MAKE) -s bench-$$g; then done="$$done $(RESULTS)/$$g.json"; \
+		else echo "bench: GROUP=$$g failed" >&2; rc=1; fi; \
+		echo "bench_$${g}_wall_s: $$(( $$(date +%s) - t0 ))"; \
+	done; \
+	[ -z "$$done" ] || $(TOP)/tools/bench/bench_plot -d $(RESULTS) $$done || rc=1; \
+	[ -z "$$done" ] || $(TOP)/tools/bench/bench_summary $$done || rc=1; \
+	exit $$rc
+
+bench-queue:
 	$(TOP)/tools/vm/run --icount --timeout 1800 --mem 2G \
 		--kernel $(firstword $(KVERS)) -- \
-		$(BUILD)/bench/queue_bench -o $(BUILD)/bench/queue.json; \
-	rc=$$?; echo "queue_bench: $$(($$(date +%s) - t0)) s wall"; exit $$rc
-endif
-ifneq ($(filter sendfile,$(GROUP)),)
+		$(BUILD)/bench/queue_bench -o $(RESULTS)/queue.json
+
+bench-sendfile:
 	$(TOP)/tools/vm/run --icount --timeout 900 --kernel $(firstword $(KVERS)) \
 		--mem $(SFB_MEM) --disk $(SFB_DISK) \
 		$(if $(SFB_DISK_RATE),--disk-rate $(SFB_DISK_RATE)) -- \
 		$(TOP)/tools/bench/sfb-slowdisk $(SFB_READ_DELAY_MS) \
 		$(BUILD)/bench/sendfile_bench \
 		$(if $(SFB_DISK_RATE),--disk-rate $(SFB_DISK_RATE)) \
-		-o $(BUILD)/bench/sendfile.json
-endif
-ifneq ($(filter mta,$(GROUP)),)
+		-o $(RESULTS)/sendfile.json
+
+bench-mta:
 ifneq ($(MTA_HOST),)
-	$(TOP)/tools/bench/mta_bench -o $(BUILD)/bench/mta.json
+	$(TOP)/tools/bench/mta_bench -o $(RESULTS)/mta-host.json
 endif
 	$(TOP)/tools/vm/run --kernel $(lastword $(KVERS)) --disk 4G --mem 4G \
 		--timeout 1800 -- $(TOP)/tools/bench/mta_bench \
-		-o $(BUILD)/bench/mta-vm.json
-endif
-# GROUP=generations: Postfix, a thread per connection (tpc_send) and
-# deliverd against 10 to 10,000 slow connections, on the host as root
-# (tools/bench/gen.rst.txt); about 6 minutes.
-ifneq ($(filter generations,$(GROUP)),)
-	$(TOP)/tools/bench/gen_bench -o $(BUILD)/bench/generations.json
-	$(TOP)/tools/bench/bench_plot $(BUILD)/bench/generations.json
-endif
+		-o $(RESULTS)/mta.json
+
+bench-generations:
+	$(TOP)/tools/bench/gen_bench -o $(RESULTS)/generations.json
 
 KSRC_C := $(filter-out %.mod.c,$(wildcard kmod/*.c))
 
