@@ -30,6 +30,10 @@ unsigned int evq_reap_interval_ms = 100;
 module_param_named(reap_interval_ms, evq_reap_interval_ms, uint, 0644);
 MODULE_PARM_DESC(reap_interval_ms, "How often a queue looks for watched files only it still holds");
 
+unsigned int evq_reap_batch = 4096;
+module_param_named(reap_batch, evq_reap_batch, uint, 0644);
+MODULE_PARM_DESC(reap_batch, "Watches a queue looks through per reap interval (at least 64)");
+
 unsigned int evq_max_ops = 4096;
 module_param_named(max_ops, evq_max_ops, uint, 0644);
 MODULE_PARM_DESC(max_ops, "Operations (asynchronous sends, page-in notifications) one queue may have in flight");

@@ -114,6 +114,7 @@ struct evq_ring {
  * @pollq_list: watches woken without a usable event mask: the next
  *	EVQ_IOC_WAIT polls them
  * @reap_work: looks for watched files only this queue still holds
+ * @reap_next: the fd the next reap pass starts from (under @mtx)
  * @wake_work: wakes @poll_wq when that was not safe in place
  * @watches: fd -> struct evq_watch
  * @nr_watches: entries in @watches
@@ -142,6 +143,7 @@ struct evq_queue {
 	struct list_head level_list;
 	struct list_head pollq_list;
 	struct delayed_work reap_work;
+	unsigned long reap_next;
 	struct work_struct wake_work;
 	struct xarray watches;
 	unsigned int nr_watches;
@@ -291,6 +293,7 @@ extern unsigned int evq_max_user_watches;
 extern unsigned int evq_max_cq_entries;
 extern unsigned int evq_max_batch;
 extern unsigned int evq_reap_interval_ms;
+extern unsigned int evq_reap_batch;
 extern unsigned int evq_max_ops;
 extern unsigned int evq_sendfile_window;
 extern struct workqueue_struct *evq_wq;

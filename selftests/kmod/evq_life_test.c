@@ -163,6 +163,51 @@ TEST_F(life, reaper_posts_closed_without_wait)
 	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
 }
 
+/*
+ * A reap pass looks through reap_batch watches and the next resumes after
+ * them: with a batch of 64, each of 300 closed fds is still found, once,
+ * wherever it sits in the table.
+ */
+#define LIFE_REAP_FDS	300
+
+TEST_F(life, reaper_resumes_in_batches)
+{
+	long old = evq_param_get("reap_batch");
+	static int pipes[LIFE_REAP_FDS][2];
+	static struct evq_cqe c[LIFE_REAP_FDS + 16];
+	static bool seen[LIFE_REAP_FDS];
+	struct evq_q q;
+	uint32_t n;
+
+	if (old < 0 || evq_param_set("reap_batch", old))
+		SKIP(return, "reap_batch parameter not writable");
+	ASSERT_EQ(0, evq_q_open(&q, 512));
+	for (int i = 0; i < LIFE_REAP_FDS; i++) {
+		ASSERT_EQ(0, pipe2(pipes[i], O_CLOEXEC | O_NONBLOCK));
+		ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, pipes[i][0], EPOLLIN,
+				      EVQ_WATCH_EDGE, i));
+	}
+	ASSERT_EQ(0, evq_param_set("reap_batch", 64));
+	for (int i = 0; i < LIFE_REAP_FDS; i++)
+		close(pipes[i][0]);
+	/* 5 passes of 100 ms; the guest is emulated, so allow far more. */
+	n = evq_collect(&q, c, LIFE_REAP_FDS + 16, LIFE_REAP_FDS, 30000);
+	ASSERT_EQ(0, evq_param_set("reap_batch", old));
+	EXPECT_EQ(0U, evq_collect(&q, NULL, 16, 1, 300));
+	for (int i = 0; i < LIFE_REAP_FDS; i++)
+		close(pipes[i][1]);
+	evq_q_close(&q);
+
+	ASSERT_EQ((uint32_t)LIFE_REAP_FDS, n);
+	for (uint32_t i = 0; i < n; i++) {
+		EXPECT_EQ(EVQ_CQE_CLOSED, evq_cqe_type(&c[i]));
+		ASSERT_GT((uint64_t)LIFE_REAP_FDS, c[i].user_data);
+		EXPECT_FALSE(seen[c[i].user_data]) TH_LOG("fd %llu reaped twice",
+			(unsigned long long)c[i].user_data);
+		seen[c[i].user_data] = true;
+	}
+}
+
 /* The queue does not hold the last reference while another fd does. */
 TEST_F(life, child_close_keeps_watch)
 {
