@@ -130,10 +130,24 @@ struct dd_smtpd {
 static void reply(struct dd_smtpd *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-static void reply(struct dd_smtpd *s, const char *fmt, ...)
+/*
+ * Queue reply bytes: after the replies still owed to pipelined messages,
+ * if any, and counted there.
+ */
+static void reply_add(struct dd_smtpd *s, const char *p, size_t len)
 {
 	struct dd_buf *b = s->qtail ? &s->qtail->after : &s->out;
-	size_t before = b->len;
+
+	if (dd_buf_add(b, p, len)) {
+		s->closing = true;	/* cannot answer: give up */
+		return;
+	}
+	if (s->qtail)
+		s->qbytes += len;
+}
+
+static void reply(struct dd_smtpd *s, const char *fmt, ...)
+{
 	char line[512];
 	va_list ap;
 	int n;
@@ -147,12 +161,7 @@ static void reply(struct dd_smtpd *s, const char *fmt, ...)
 		n = (int)sizeof(line) - 3;
 	line[n++] = '\r';
 	line[n++] = '\n';
-	if (dd_buf_add(b, line, (size_t)n)) {
-		s->closing = true;	/* cannot answer: give up */
-		return;
-	}
-	if (s->qtail)
-		s->qbytes += b->len - before;
+	reply_add(s, line, (size_t)n);
 }
 
 /* Move the replies of done messages at the head of the queue to output. */
@@ -529,28 +538,11 @@ const char *dd_smtpd_control(struct dd_smtpd *s)
  */
 #define DD_CTL_LINE_MAX		60000
 
-static void control_line(struct dd_smtpd *s, int code, char sep,
-			 const char *p, size_t len)
-{
-	/* After the replies still owed to pipelined messages, as reply(). */
-	struct dd_buf *b = s->qtail ? &s->qtail->after : &s->out;
-	size_t before = b->len;
-	char head[8];
-	int n = snprintf(head, sizeof(head), "%03d%c", code, sep);
-
-	if (dd_buf_add(b, head, (size_t)n) || dd_buf_add(b, p, len) ||
-	    dd_buf_add(b, "\r\n", 2)) {
-		s->closing = true;	/* cannot answer: give up */
-		return;
-	}
-	if (s->qtail)
-		s->qbytes += b->len - before;
-}
-
 void dd_smtpd_control_done(struct dd_smtpd *s, int code, const char *text)
 {
 	const char *p = text ? text : "";
 	size_t n = strlen(p);
+	char head[8];
 
 	if (!s->ctl_wait)
 		return;
@@ -572,7 +564,11 @@ void dd_smtpd_control_done(struct dd_smtpd *s, int code, const char *text)
 				len--;
 			if (len > DD_CTL_LINE_MAX)
 				len = DD_CTL_LINE_MAX;
-			control_line(s, code, nl ? '-' : ' ', p, (size_t)len);
+			snprintf(head, sizeof(head), "%03d%c", code,
+				 nl ? '-' : ' ');
+			reply_add(s, head, 4);
+			reply_add(s, p, (size_t)len);
+			reply_add(s, "\r\n", 2);
 			p = nl ? nl + 1 : end;
 		}
 	}
