@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Small helpers every benchmark in tools/bench needs the same way: JSON
- * strings, the output file's directory, and enough file descriptors.
+ * strings, the output file's directory, enough file descriptors, and
+ * the process's CPU time.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -64,6 +66,17 @@ static inline int bench_raise_nofile(unsigned int need)
 	}
 	rl.rlim_cur = need;
 	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+/* This process's CPU time, user + system, in ns (getrusage). */
+static inline uint64_t bench_rusage_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+	       1000000000ULL +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
 }
 
 #endif /* BENCH_UTIL_H */

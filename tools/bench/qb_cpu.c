@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/resource.h>
 
 #include "bench_fig.h"
+#include "bench_util.h"
 #include "qb.h"
 
 long qb_clk_tck;
@@ -47,20 +47,10 @@ static uint64_t procstat_busy(void)
 	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
 }
 
-static uint64_t rusage_ns(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
-	       1000000000ULL +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
-}
-
 void qb_sample_take(struct qb_sample *s)
 {
 	s->busy_ticks = procstat_busy();
-	s->proc_ns = rusage_ns();
+	s->proc_ns = bench_rusage_ns();
 	s->wall_ns = qb_clock_ns(CLOCK_MONOTONIC);
 }
 

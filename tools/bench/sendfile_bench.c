@@ -374,18 +374,12 @@ static uint64_t procstat_idle_ns(void)
 
 static void cpu_take(struct cpu_sample *c)
 {
-	struct rusage ru;
-
 	if (!idle_from_timer_list ||
 	    !timer_list_idle(&c->wall_ns, &c->idle_ns)) {
 		c->idle_ns = procstat_idle_ns();
 		c->wall_ns = sfb_now_ns();
 	}
-	getrusage(RUSAGE_SELF, &ru);
-	c->proc_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
-		     1000000000ULL +
-		     (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) *
-		     1000ULL;
+	c->proc_ns = bench_rusage_ns();
 	c->self_ns = sfb_thread_cpu_ns();
 }
 
