@@ -195,3 +195,4 @@ module_exit(evq_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("evq: event queue with batched changes and a mapped completion ring");
 MODULE_AUTHOR("The evq authors");
+MODULE_VERSION(EVQ_VERSION);
