@@ -19,6 +19,9 @@ CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
 KSFT_DIR := $(KSFT)
 export TOP BUILD KSFT_DIR
 
+KMOD_SRCS := $(filter-out %.mod.c,$(wildcard $(TOP)/kmod/*.[ch])) \
+	$(TOP)/kmod/Kbuild $(TOP)/uapi/linux/evq.h $(TOP)/VERSION
+
 .PHONY: all deps module modules-all lib selftests tools check check-host \
 	check-vm demo bench bench-queue bench-sendfile bench-mta \
 	bench-generations style clean help
@@ -32,6 +35,9 @@ help:
 	@echo "make demo       deliverd delivers a 20,000-message mail merge in the VM"
 	@echo "make bench      evq against its peers, with plots (GROUP=queue sendfile mta generations)"
 	@echo "make style      checkpatch on kmod/ and uapi/"
+	@echo "make install    evq.ko, libevq, deliverd and the tools, their unit and config"
+	@echo "                (DESTDIR=, PREFIX=$(PREFIX); Documentation/install.rst)"
+	@echo "make dkms-install, dkms-remove   evq.ko through DKMS for: $(DKMS_KVERS)"
 
 deps:
 	@$(TOP)/tools/deps
@@ -40,18 +46,20 @@ module:
 	$(MAKE) -C $(KDIR) M=$(TOP)/kmod modules
 
 # One build per test kernel, each in its own tree of links to kmod/, so
-# both kernels' objects can coexist.
-modules-all:
-	@set -e; for k in $(KVERS); do \
-		d=$(BUILD)/kmod/$$k/kmod; mkdir -p $$d $(BUILD)/kmod/$$k/uapi; \
+# both kernels' objects can coexist.  Rebuilt when a source changes.
+modules-all: $(foreach k,$(KVERS),$(BUILD)/kmod/$(k)/evq.ko)
+
+$(BUILD)/kmod/%/evq.ko: $(KMOD_SRCS)
+	@set -e; k=$*; d=$(BUILD)/kmod/$$k/kmod; \
+		mkdir -p $$d $(BUILD)/kmod/$$k/uapi; \
 		ln -sfn $(TOP)/uapi/linux $(BUILD)/kmod/$$k/uapi/linux; \
+		ln -sf $(TOP)/VERSION $(BUILD)/kmod/$$k/VERSION; \
 		for f in $(TOP)/kmod/*.[ch] $(TOP)/kmod/Kbuild; do \
 			case $$f in *.mod.c) continue;; esac; \
 			ln -sf $$f $$d/; done; \
 		$(MAKE) -s -C /lib/modules/$$k/build M=$$d modules; \
-		cp $$d/evq.ko $(BUILD)/kmod/$$k/evq.ko; \
-		echo "  KMOD    build/kmod/$$k/evq.ko"; \
-	done
+		cp $$d/evq.ko $@; \
+		echo "  KMOD    build/kmod/$$k/evq.ko"
 
 lib:
 	$(MAKE) -C lib O=$(BUILD)/lib
@@ -186,3 +194,6 @@ style: $(CHECKPATCH)
 clean:
 	-$(MAKE) -C $(KDIR) M=$(TOP)/kmod clean
 	rm -rf $(BUILD)
+
+# make install, make dkms-install and friends.
+include $(TOP)/install.mk
