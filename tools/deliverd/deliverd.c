@@ -161,6 +161,13 @@ static int drop_privileges(const char *user)
 		dd_err("user %s: no such user", user);
 		return -ENOENT;
 	}
+	/*
+	 * Started as that user already (deliverd.service does so): nothing
+	 * to give up, and no right to chown or setgroups anyway.
+	 */
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
+	    getgid() == pw->pw_gid && getegid() == pw->pw_gid)
+		return 0;
 	if (chown(dd_d.conf.spool_dir, pw->pw_uid, pw->pw_gid) ||
 	    (dd_d.conf.control_socket[0] &&
 	     chown(dd_d.conf.control_socket, pw->pw_uid, pw->pw_gid)) ||
