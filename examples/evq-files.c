@@ -14,7 +14,8 @@
  *   evq-files -r DOCROOT [-p PORT] [-b kmod|epoll|auto] [-a] [-n N]
  *
  * It listens on 127.0.0.1 only: an example should not publish a
- * directory to the network by accident.
+ * directory to the network by accident.  Nor does it time out idle
+ * connections, which a server facing the network must do.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -110,11 +111,14 @@ static void conn_finish(struct conn *c)
 	conn_close(c);
 }
 
-/* One-shot watches: a connection waits for one thing at a time. */
+/*
+ * One-shot watches: a connection waits for one thing at a time.  No
+ * EPOLLRDHUP: a peer that half-closes after its request would make every
+ * EPOLLOUT wait return at once; the end of input shows as EPOLLIN anyway.
+ */
 static void conn_arm(struct conn *c, uint32_t events)
 {
-	if (evq_mod(&srv.q, c->fd, events | EPOLLRDHUP, EVQ_WATCH_ONESHOT,
-		    conn_ud(c)))
+	if (evq_mod(&srv.q, c->fd, events, EVQ_WATCH_ONESHOT, conn_ud(c)))
 		conn_close(c);
 }
 
@@ -137,8 +141,7 @@ static void on_accept(void)
 		c->head = false;
 		c->req_len = c->hdr_len = c->hdr_off = 0;
 		c->off = c->end = 0;
-		if (evq_add(&srv.q, fd, EPOLLIN | EPOLLRDHUP, EVQ_WATCH_ONESHOT,
-			    conn_ud(c)))
+		if (evq_add(&srv.q, fd, EPOLLIN, EVQ_WATCH_ONESHOT, conn_ud(c)))
 			conn_close(c);
 	}
 }
