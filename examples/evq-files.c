@@ -298,52 +298,65 @@ static int open_target(struct conn *c, const char *target)
 	return 200;
 }
 
-/* The request line is in; headers are read and ignored. */
-static void on_request(struct conn *c)
+/*
+ * The request line is in; headers are read and ignored.  Returns the
+ * HTTP status.
+ */
+static int parse_request(struct conn *c)
 {
 	char *method = c->req, *target, *version;
-	int status;
 
 	c->req[c->req_len] = '\0';
 	if (strlen(c->req) != c->req_len)
-		return respond_error(c, 400);
+		return 400;
 	*strstr(c->req, "\r\n") = '\0';
 	target = strchr(method, ' ');
 	version = target ? strchr(target + 1, ' ') : NULL;
 	if (!version)
-		return respond_error(c, 400);
+		return 400;
 	*target++ = *version++ = '\0';
 	c->head = !strcmp(method, "HEAD");
 	if (!*method || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
 	    strlen(method) || target[0] != '/' ||
 	    (strcmp(version, "HTTP/1.0") && strcmp(version, "HTTP/1.1")))
-		return respond_error(c, 400);
+		return 400;
 	if (!c->head && strcmp(method, "GET"))
-		return respond_error(c, 501);
-	status = open_target(c, target);
-	if (status != 200)
-		return respond_error(c, status);
-	respond(c, 200, c->type, c->end, NULL);
+		return 501;
+	return open_target(c, target);
+}
+
+static void on_request(struct conn *c)
+{
+	int status = parse_request(c);
+
+	if (status == 200)
+		respond(c, 200, c->type, c->end, NULL);
+	else
+		respond_error(c, status);
 }
 
 static void on_readable(struct conn *c)
 {
 	ssize_t n;
 
-	for (;;) {
-		if (c->req_len == REQ_MAX)
-			return respond_error(c, 431);
-		n = recv(c->fd, c->req + c->req_len, REQ_MAX - c->req_len, 0);
-		if (n > 0) {
-			c->req_len += (size_t)n;
-			if (memmem(c->req, c->req_len, "\r\n\r\n", 4))
-				return on_request(c);
-		} else if (n < 0 && errno == EAGAIN) {
-			return conn_arm(c, EPOLLIN);
-		} else if (!(n < 0 && errno == EINTR)) {
-			return conn_close(c);	/* gone before asking */
+	while (!memmem(c->req, c->req_len, "\r\n\r\n", 4)) {
+		if (c->req_len == REQ_MAX) {
+			respond_error(c, 431);
+			return;
 		}
+		n = recv(c->fd, c->req + c->req_len, REQ_MAX - c->req_len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && errno == EAGAIN)
+				conn_arm(c, EPOLLIN);
+			else
+				conn_close(c);	/* gone before asking */
+			return;
+		}
+		c->req_len += (size_t)n;
 	}
+	on_request(c);
 }
 
 /*
@@ -365,24 +378,31 @@ static void send_file(struct conn *c)
 		sf.user_data = conn_ud(c);
 		sf.flags = EVQ_SF_NOTIFY;
 		n = evq_sendfile(&srv.q, &sf);
-		if (n < 0)
-			return conn_close(c);
+		if (n < 0) {
+			conn_close(c);
+			return;
+		}
 		c->off += (uint64_t)n;
 		switch (sf.stop) {
 		case EVQ_SF_STOP_DONE:
 			if (c->off == c->end)
-				return conn_finish(c);
-			if (!n)		/* the file shrank under us */
-				return conn_close(c);
-			continue;	/* the range was capped: go on */
+				conn_finish(c);
+			else if (n)	/* the range was capped: go on */
+				continue;
+			else		/* the file shrank under us */
+				conn_close(c);
+			break;
 		case EVQ_SF_STOP_SOCK_FULL:
-			return conn_arm(c, EPOLLOUT);
+			conn_arm(c, EPOLLOUT);
+			break;
 		case EVQ_SF_STOP_NOT_RESIDENT:
 			c->state = WAIT_PAGES;	/* PAGES_READY comes next */
-			return;
+			break;
 		default:
-			return conn_close(c);
+			conn_close(c);
+			break;
 		}
+		return;
 	}
 }
 
@@ -397,8 +417,9 @@ static void send_file_async(struct conn *c)
 	};
 
 	if (evq_sendfile(&srv.q, &sf))
-		return conn_close(c);
-	c->state = WAIT_ASYNC;
+		conn_close(c);
+	else
+		c->state = WAIT_ASYNC;
 }
 
 static void on_writable(struct conn *c)
@@ -412,52 +433,69 @@ static void on_writable(struct conn *c)
 			 MSG_DONTWAIT | MSG_NOSIGNAL | (body ? MSG_MORE : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
-			return conn_arm(c, EPOLLOUT);
-		if (n < 0)
-			return conn_close(c);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				conn_arm(c, EPOLLOUT);
+			else
+				conn_close(c);
+			return;
+		}
 		c->hdr_off += (size_t)n;
 	}
 	if (!body)
-		return conn_finish(c);
-	if (srv.async)
-		return send_file_async(c);
-	send_file(c);
+		conn_finish(c);
+	else if (srv.async)
+		send_file_async(c);
+	else
+		send_file(c);
 }
 
 static void on_entry(const struct evq_cqe *e)
 {
 	struct conn *c;
 
-	if (e->user_data == LISTEN_UD)
-		return on_accept();
+	if (e->user_data == LISTEN_UD) {
+		on_accept();
+		return;
+	}
 	c = conn_of(e->user_data);
 	if (!c)
 		return;		/* a late entry of a closed connection */
 	switch (e->flags & EVQ_CQE_TYPE_MASK) {
 	case EVQ_CQE_READY:
-		return c->state == READING ? on_readable(c) : on_writable(c);
+		if (c->state == READING)
+			on_readable(c);
+		else
+			on_writable(c);
+		break;
 	case EVQ_CQE_PAGES_READY:
 		if (c->state != WAIT_PAGES)
-			return;
-		if (e->res < 0)
-			return conn_close(c);
+			break;
+		if (e->res < 0) {
+			conn_close(c);
+			break;
+		}
 		c->state = SENDING;
-		return send_file(c);
+		send_file(c);
+		break;
 	case EVQ_CQE_SENDFILE:
 		if (c->state != WAIT_ASYNC)
-			return;
-		if (e->res < 0)
-			return conn_close(c);
+			break;
+		if (e->res < 0) {
+			conn_close(c);
+			break;
+		}
 		c->off += (uint64_t)e->res;
 		if (e->flags & EVQ_CQEF_MORE)
-			return;		/* the error that stopped it follows */
+			break;		/* the error that stopped it follows */
 		c->state = SENDING;
 		if (c->off == c->end)
-			return conn_finish(c);
-		if (!e->res)
-			return conn_close(c);
-		return send_file_async(c);
+			conn_finish(c);
+		else if (!e->res)
+			conn_close(c);
+		else
+			send_file_async(c);
+		break;
 	}
 }
 
