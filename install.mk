@@ -62,7 +62,7 @@ DKMS_KVERS	?= $(shell for d in /lib/modules/*/build; do \
 LIVE_SYSTEMD = $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 
 .PHONY: install install-module install-module-conf install-lib progs \
-	install-tools install-conf dkms-source dkms-install dkms-remove
+	install-tools install-conf dkms-source dkms-install dkms-remove deb
 
 install: install-module install-lib install-tools install-conf
 
@@ -153,3 +153,18 @@ dkms-install: dkms-source
 dkms-remove:
 	-$(DKMS) remove -m evq -v $(VERSION) --all $(DKMS_FLAGS)
 	rm -rf $(DKMS_SRC)
+
+# --- Debian packages ---------------------------------------------------------
+
+DEB_DIR = $(BUILD)/deb
+
+# make deb: evq-dkms, libevq1, libevq-dev, deliverd and evq-tools (and
+# their debug symbols) from the committed tree, HEAD, exported into
+# build/deb/evq-VERSION so that the working copy stays as it is; the
+# .debs, .changes and the native source package land in build/deb.
+# Documentation/debian.rst is the guide.
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)
+	git -C $(TOP) archive --prefix=evq-$(VERSION)/ HEAD | tar -x -C $(DEB_DIR)
+	cd $(DEB_DIR)/evq-$(VERSION) && dpkg-buildpackage -us -uc
