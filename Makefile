@@ -38,6 +38,7 @@ help:
 	@echo "make install    evq.ko, libevq, deliverd and the tools, their unit and config"
 	@echo "                (DESTDIR=, PREFIX=$(PREFIX); Documentation/install.rst)"
 	@echo "make dkms-install, dkms-remove   evq.ko through DKMS for: $(DKMS_KVERS)"
+	@echo "make deb        Debian packages of HEAD in build/deb (Documentation/debian.rst)"
 
 deps:
 	@$(TOP)/tools/deps

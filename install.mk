@@ -8,12 +8,14 @@
 #       systemd runs the machine, creates the deliverd user and spool and
 #       reloads systemd and udev
 #   make install-module   evq.ko for INSTALL_KVERS (default KVER) under
-#                         MODDIR/VERSION/updates, the udev rule, modprobe.d
-#                         and modules-load.d files
+#                         MODDIR/VERSION/updates, and install-module-conf
+#   make install-module-conf  the module's udev rule, modprobe.d and
+#                         modules-load.d files alone (the evq-dkms package
+#                         ships these beside the source, not evq.ko)
 #   make install-lib      libevq: shared and static, headers, pkg-config,
 #                         man pages (lib/Makefile)
 #   make install-tools    deliverd, deliverctl, evqstat, waitstat and their
-#                         man pages
+#                         man pages (make progs builds them alone)
 #   make install-conf     deliverd's unit, user, spool and /etc files
 #   make dkms-install     the module's source to /usr/src/evq-VERSION, then
 #                         DKMS builds and installs it for DKMS_KVERS (every
@@ -59,12 +61,13 @@ DKMS_KVERS	?= $(shell for d in /lib/modules/*/build; do \
 # Whether this install is the live system, run by systemd.
 LIVE_SYSTEMD = $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 
-.PHONY: install install-module install-lib install-tools install-conf \
-	dkms-source dkms-install dkms-remove
+.PHONY: install install-module install-module-conf install-lib progs \
+	install-tools install-conf dkms-source dkms-install dkms-remove deb
 
 install: install-module install-lib install-tools install-conf
 
-install-module: $(foreach k,$(INSTALL_KVERS),$(BUILD)/kmod/$(k)/evq.ko)
+install-module: install-module-conf \
+		$(foreach k,$(INSTALL_KVERS),$(BUILD)/kmod/$(k)/evq.ko)
 	@set -e; for k in $(INSTALL_KVERS); do \
 		$(INSTALL) -D -m 644 $(BUILD)/kmod/$$k/evq.ko \
 			$(DESTDIR)$(MODDIR)/$$k/updates/evq.ko; \
@@ -72,6 +75,8 @@ install-module: $(foreach k,$(INSTALL_KVERS),$(BUILD)/kmod/$(k)/evq.ko)
 		if [ -z "$(DESTDIR)" ]; then $(DEPMOD) -a $$k; \
 		else echo "  DEPMOD  skipped (DESTDIR): run 'depmod -a $$k' once installed"; fi; \
 	done
+
+install-module-conf:
 	$(INSTALL) -D -m 644 $(TOP)/dist/60-evq.rules $(DESTDIR)$(UDEVRULESDIR)/60-evq.rules
 	$(INSTALL) -D -m 644 $(TOP)/dist/evq.modules-load.conf \
 		$(DESTDIR)$(MODULESLOADDIR)/evq.conf
@@ -85,12 +90,14 @@ install-lib:
 		MANDIR=$(MANDIR)
 
 # Only the programs themselves: the sanitizer builds and tests are for
-# make check.
-install-tools: lib
+# make check.  The Debian package builds them (progs) before installing.
+progs: lib
 	$(MAKE) -C $(TOP)/tools/deliverd $(BUILD)/deliverd/deliverd \
 		$(BUILD)/deliverd/deliverctl
 	$(MAKE) -C $(TOP)/tools/evqstat $(BUILD)/evqstat/evqstat
 	$(MAKE) -C $(TOP)/tools/probes $(BUILD)/probes/waitstat
+
+install-tools: progs
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
 	$(INSTALL) -m 755 $(BUILD)/deliverd/deliverd $(BUILD)/deliverd/deliverctl \
 		$(BUILD)/probes/waitstat $(DESTDIR)$(SBINDIR)/
@@ -147,3 +154,18 @@ dkms-install: dkms-source
 dkms-remove:
 	-$(DKMS) remove -m evq -v $(VERSION) --all $(DKMS_FLAGS)
 	rm -rf $(DKMS_SRC)
+
+# --- Debian packages ---------------------------------------------------------
+
+DEB_DIR = $(BUILD)/deb
+
+# make deb: evq-dkms, libevq1, libevq-dev, deliverd and evq-tools (and
+# their debug symbols) from the committed tree, HEAD, exported into
+# build/deb/evq-VERSION so that the working copy stays as it is; the
+# .debs, .changes and the native source package land in build/deb.
+# Documentation/debian.rst is the guide.
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)
+	git -C $(TOP) archive --prefix=evq-$(VERSION)/ HEAD | tar -x -C $(DEB_DIR)
+	cd $(DEB_DIR)/evq-$(VERSION) && dpkg-buildpackage -us -uc
