@@ -160,6 +160,12 @@ struct dd_daemon {
 	struct dd_worker *w;
 	unsigned int nworkers;
 	bool kmod;			/* the evq backend is in use */
+	/*
+	 * The module refused a spool file: its file system does not read
+	 * through the page cache (overlayfs, as in many containers), so
+	 * bodies go with sendfile(2) from then on.
+	 */
+	atomic_bool sf_plain;
 	atomic_uint in_conns;		/* inbound sessions, all workers */
 	atomic_bool stop;
 	int listen_fd[DD_LISTEN_MAX];
@@ -173,6 +179,13 @@ struct dd_daemon {
 };
 
 extern struct dd_daemon dd_d;
+
+/* Bodies go with the module's sendfile (else with sendfile(2)). */
+static inline bool dd_kmod_sendfile(void)
+{
+	return dd_d.kmod &&
+	       !atomic_load_explicit(&dd_d.sf_plain, memory_order_relaxed);
+}
 
 /* dd_loop.c */
 int dd_workers_init(void);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "dd_dest.h"
@@ -102,7 +103,7 @@ static void conn_info(const struct dd_out *o, struct dd_conn_info *ci,
 		ci->transport = dd_smtpc_extensions(o->c, NULL) &
 				DD_EXT_CHUNKING && dd_d.conf.chunking ?
 				"bdat" : "data";
-		ci->body_io = dd_d.kmod ? "evq-sendfile" : "sendfile";
+		ci->body_io = dd_kmod_sendfile() ? "evq-sendfile" : "sendfile";
 	}
 	if (o->tls && !o->hs) {
 		ci->tls = dd_tls_version(o->tls);
@@ -111,7 +112,7 @@ static void conn_info(const struct dd_out *o, struct dd_conn_info *ci,
 		if (tx_started && !dd_tls_ktls_send(o->tls))
 			ci->body_io = "buffered";
 		else if (tx_started)
-			ci->body_io = dd_d.kmod ? "ktls-evq-sendfile" :
+			ci->body_io = dd_kmod_sendfile() ? "ktls-evq-sendfile" :
 				      "ktls-sendfile";
 	}
 }
@@ -345,12 +346,33 @@ static bool body_send_tls(struct dd_out *o)
 	return true;
 }
 
+/*
+ * EINVAL from the module for a range that is valid: the spool's file
+ * system is one the module cannot send from.  Say so once and send every
+ * body with sendfile(2) from then on, rather than fail every delivery.
+ */
+static bool sf_refused_file(int fd, uint64_t count)
+{
+	struct statfs st;
+
+	if (count > EVQ_SENDFILE_MAX)
+		return false;
+	if (atomic_exchange(&dd_d.sf_plain, true))
+		return true;
+	if (fstatfs(fd, &st))
+		st.f_type = 0;
+	dd_warn("the evq module cannot send from the spool's file system "
+		"(type 0x%lx; overlayfs is 0x794c7630): bodies go with "
+		"sendfile(2)", (unsigned long)st.f_type);
+	return true;
+}
+
 /* Push the body; false on a socket or file error. */
 static bool body_send(struct dd_out *o)
 {
 	if (o->tls && !dd_tls_ktls_send(o->tls))
 		return body_send_tls(o);
-	if (dd_d.kmod) {
+	if (dd_kmod_sendfile()) {
 		struct evq_sendfile sf = {
 			.out_fd = o->io.fd, .in_fd = o->sf_fd,
 			.offset = o->sf_off, .count = o->sf_left,
@@ -358,6 +380,8 @@ static bool body_send(struct dd_out *o)
 		};
 		int r = evq_sendfile(&o->w->q, &sf);
 
+		if (r == -EINVAL && sf_refused_file(o->sf_fd, sf.count))
+			return body_send(o);
 		if (r < 0)
 			return false;
 		o->sf_off += sf.sent;

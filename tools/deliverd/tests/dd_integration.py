@@ -1483,6 +1483,41 @@ def t_250(ctx):
                                    s.messages()])
 
 
+@test("delivery_overlayfs_spool", "delivery: a spool on overlayfs, which "
+      "the evq module cannot send from: sendfile(2) instead, said once")
+def t_overlay_spool(ctx):
+    if OPTS.backend != "evq":
+        raise Skip("the module's sendfile is only used with --backend evq")
+    layers = {n: os.path.join(ctx.tmp, n) for n in ("lower", "upper",
+                                                    "work", "merged")}
+    for d in layers.values():
+        os.makedirs(d)
+    m = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        "lowerdir=%(lower)s,upperdir=%(upper)s,"
+                        "workdir=%(work)s" % layers, layers["merged"]],
+                       capture_output=True, text=True)
+    if m.returncode:
+        raise Skip("cannot mount an overlayfs: " + m.stderr.strip())
+
+    class Umount:
+        def stop(self):
+            subprocess.run(["umount", "-l", layers["merged"]])
+    ctx.procs.insert(0, Umount())	# after the daemon has stopped
+    s = ctx.server()
+    d = ctx.daemon({"spool_dir": os.path.join(layers["merged"], "spool")},
+                   routes={"dst.test": s})
+    body = crlf("Subject: overlay\n\n" + "x" * 100000 + "\n")
+    for i in range(3):
+        inject(d.addr, "a@src.test", ["r%d@dst.test" % i], body)
+    d.wait_dlog(lambda e: e.get("status") == "delivered", 3, 30)
+    io = {e.get("body_io") for e in d.dlog() if e.get("status") == "delivered"}
+    check(io == {"sendfile"}, "body_io of the deliveries: %r" % io)
+    check(all(m[1].endswith(body.split(b"\r\n\r\n", 1)[1])
+              for m in s.messages()), "a body arrived changed")
+    warned = d.log().count("cannot send from the spool's file system")
+    check(warned == 1, "the fallback was logged %d times" % warned)
+
+
 @test("delivery_routes", "delivery: routes exact > .subdomain > '*', "
       "recipients grouped per domain")
 def t_delivery_routes(ctx):
