@@ -518,7 +518,9 @@ TEST_F_TIMEOUT(ws, spin_involuntary_switches, TIMEOUT_S)
  * (up to 11 us a call under TCG) and now and then a preemption on the
  * way back to user space: 5% and 10 us a call.  J x 10 ms is the lower
  * bound of the off-CPU part (-10%: the timeout also runs while the call
- * is still on the CPU), and +50% a sanity bound.
+ * is still on the CPU).  There is no upper bound of its own beyond the
+ * measured wall time: on a loaded machine a wake-up can come late by any
+ * amount (a CI run with other work on both cores saw +80% under TCG).
  */
 static void check_waits(struct __test_metadata *_metadata, const char *mode,
 			const char *kind, long k, long j)
@@ -559,7 +561,6 @@ static void check_waits(struct __test_metadata *_metadata, const char *mode,
 	EXPECT_EQ(0, jnum(w, "events"));
 	EXPECT_EQ(k + j, jnum(w, "hist.0")) TH_LOG("all waits in slot 0");
 	EXPECT_GE(off, want - want / 10);
-	EXPECT_LE(off, want + want / 2);
 	ASSERT_GT(ru.waited_ns, 0) TH_LOG("waitstat_load did not report");
 	EXPECT_LE(on + off, ru.waited_ns);
 	EXPECT_GE(on + off, ru.waited_ns - ru.waited_ns / 20 - (k + j) * 10000);
@@ -602,10 +603,12 @@ TEST_F_TIMEOUT(ws, evq_wait_calls_and_time, TIMEOUT_S)
  * A loop that does nothing but wait spends its CPU time inside the waits.
  * 4000 entries per poll() make the kernel's work in each call (queueing
  * on every entry before the sleep, a last scan and the unqueueing after
- * it) dwarf the loop: the waits' on-CPU time is above 0.8 of the CPU time
- * the kernel gave the loop (measured by the load around it), where
+ * it) dwarf the loop: the waits' on-CPU time is about 0.9 of the CPU
+ * time the kernel gave the loop (measured by the load around it), where
  * counting only the part before the sleep would give about 0.5, and
- * counting any of the sleep more than 1.  Start-up (exec, page faults
+ * counting any of the sleep more than 1.  The bound is 0.65, half-way
+ * between: with other work on the host, TCG's accounting moved the
+ * share down to 0.75.  Start-up (exec, page faults
  * over 9p: tens of ms under TCG) is outside that window, not outside the
  * process's total, so the total share is only checked to be below 1.
  */
@@ -629,7 +632,7 @@ TEST_F_TIMEOUT(ws, wait_share_of_cpu, TIMEOUT_S)
 	       "process's %.2f ms (share %.3f)", on / 1e6, loop / 1e6,
 	       jnum(p, "oncpu_ns") / 1e6, jdbl(p, "wait_cpu_share"));
 	EXPECT_EQ(50, jnum(p, "waits.poll.calls"));
-	EXPECT_GE(on, loop * 8 / 10);
+	EXPECT_GE(on, loop * 65 / 100);
 	EXPECT_LE(on, loop * 105 / 100);
 	EXPECT_LE(jdbl(p, "wait_cpu_share"), 1.0);
 	json_object_put(all);
