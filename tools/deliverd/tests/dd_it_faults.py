@@ -430,3 +430,196 @@ def t_disk_full(ctx):
              % (pending, dups))
     check(dups == pending, "%d duplicates for %d messages pending again"
           % (dups, pending))
+
+
+# -- privileges -------------------------------------------------------------
+
+def free_low_port():
+    """A free port below 1024 (binding it needs root or
+    CAP_NET_BIND_SERVICE)."""
+    for p in random.Random().sample(range(600, 1000), 100):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise Fail("no free port below 1024")
+
+
+def proc_creds(pid):
+    """{tid: {field: value}} of Uid, Gid, Groups, Cap* and NoNewPrivs for
+    every thread of pid."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        f = {}
+        with open("/proc/%d/task/%s/status" % (pid, t)) as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k in ("Name", "Uid", "Gid", "Groups", "CapInh", "CapPrm",
+                         "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"):
+                    f[k] = v.split()
+        out[int(t)] = f
+    return out
+
+
+def must_be_unprivileged(pid, uid, gid):
+    """Every thread: all four uids and gids the user's, no supplementary
+    group, no capability in the permitted, effective, inheritable or
+    ambient set, no_new_privs on."""
+    creds = proc_creds(pid)
+    check(len(creds) >= 3, "only %d threads: not the running daemon"
+          % len(creds))
+    for tid, f in creds.items():
+        name = " ".join(f.get("Name", ["?"]))
+        check(f["Uid"] == [str(uid)] * 4 and f["Gid"] == [str(gid)] * 4,
+              "thread %d (%s): Uid %s Gid %s, want %d and %d everywhere"
+              % (tid, name, f["Uid"], f["Gid"], uid, gid))
+        check(f["Groups"] in ([], [str(gid)]), "thread %d (%s): Groups %s"
+              % (tid, name, f["Groups"]))
+        for k in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            check(int(f[k][0], 16) == 0, "thread %d (%s): %s %s"
+                  % (tid, name, k, f[k][0]))
+        check(f["NoNewPrivs"] == ["1"], "thread %d (%s): NoNewPrivs %s"
+              % (tid, name, f["NoNewPrivs"]))
+    return len(creds)
+
+
+def nobody():
+    import pwd
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skip("no user nobody")
+    if os.geteuid() != 0:
+        raise Skip("needs root")
+    return pw.pw_uid, pw.pw_gid
+
+
+def privdrop_daemon(ctx, settings, **kw):
+    """A daemon whose directory the unprivileged user can reach and
+    write (its control socket and delivery log live there)."""
+    uid, gid = nobody()
+    os.chmod(ctx.tmp, 0o711)
+    d = ctx.daemon(settings, start=False, **kw)
+    os.chown(d.dir, uid, gid)
+    return d, uid, gid
+
+
+def deliver_one(d, s, what):
+    qid = inject(d.addr, "a@src.test", ["p@dst.test"],
+                 crlf("Subject: %s\n\nthrough the spool\n" % what))
+    d.wait_dlog(lambda e: e.get("qid") == qid and
+                e.get("status") == "delivered", 1, 30, "the delivery")
+    return qid
+
+
+@test("privdrop_root", "security: started as root with user=nobody on a "
+      "port below 1024: binds, opens the spool, then every thread has the "
+      "user's uids and gids, no capability, no_new_privs; mail flows; the "
+      "spool's files are the user's", needs=("deliverd", "deliverctl"))
+def t_privdrop_root(ctx):
+    s = ctx.server()
+    port = free_low_port()
+    d, uid, gid = privdrop_daemon(ctx, {"user": "nobody",
+                                        "listen": "127.0.0.1:%d" % port},
+                                  routes={"dst.test": s})
+    d.port = port
+    d.start()
+    n = must_be_unprivileged(d.proc.pid, uid, gid)
+    check("running as nobody" in d.log(), "no 'running as nobody' in the "
+          "log")
+    deliver_one(d, s, "after the switch")
+    d.ctl_ok("queue")
+    owners = {(f, os.stat(os.path.join(d.spool, f)).st_uid)
+              for f in os.listdir(d.spool)}
+    check(owners and all(o == uid for _, o in owners), "spool files not "
+          "all nobody's: %r" % sorted(owners))
+    check(os.stat(d.dlog_path).st_uid == uid, "the delivery log is not "
+          "nobody's")
+    # A restart takes the spool over as it is, and still delivers.
+    check(d.stop() == 0, "SIGTERM exit status")
+    d.start()
+    deliver_one(d, s, "after a restart")
+    ctx.diag("port %d, %d threads checked, spool files %d, all nobody's"
+             % (port, n, len(owners)))
+
+
+@test("privdrop_ambient", "security: started as nobody with "
+      "CAP_NET_BIND_SERVICE ambient (as deliverd.service does): binds a "
+      "port below 1024, then holds no capability at all",
+      needs=("deliverd", "deliverctl"))
+def t_privdrop_ambient(ctx):
+    if not os.path.exists("/usr/bin/setpriv"):
+        raise Skip("no setpriv (util-linux)")
+    s = ctx.server()
+    port = free_low_port()
+    d, uid, gid = privdrop_daemon(ctx, {"user": "nobody",
+                                        "listen": "127.0.0.1:%d" % port},
+                                  routes={"dst.test": s})
+    d.port = port
+    os.makedirs(d.spool)
+    os.chown(d.spool, uid, gid)
+    # Daemon.start runs ctx.bin("deliverd"): wrap it in setpriv.
+    wrap = os.path.join(ctx.tmp, "deliverd")
+    with open(wrap, "w") as f:
+        f.write("#!/bin/sh\nexec /usr/bin/setpriv --reuid=%d --regid=%d "
+                "--clear-groups --inh-caps=+net_bind_service "
+                "--ambient-caps=+net_bind_service %s \"$@\"\n"
+                % (uid, gid, ctx.bin("deliverd")))
+    os.chmod(wrap, 0o755)
+    real_bin = ctx.bin
+    ctx.bin = lambda what: wrap if what == "deliverd" else real_bin(what)
+    try:
+        d.start()
+    finally:
+        ctx.bin = real_bin
+    n = must_be_unprivileged(d.proc.pid, uid, gid)
+    deliver_one(d, s, "with no capability left")
+    ctx.diag("port %d bound with the ambient capability; %d threads "
+             "without any" % (port, n))
+
+
+def start_fails(ctx, d, want_re):
+    """Start d, which must exit non-zero at once saying want_re."""
+    p = subprocess.run([ctx.bin("deliverd"), "-c", d.conf],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    err = p.stderr.strip()
+    ctx.sanitizer("deliverd", err)
+    check(p.returncode != 0, "deliverd started (exit %d); stderr:\n%s"
+          % (p.returncode, err[-800:]))
+    check("deliverd: ready" not in err, "deliverd said ready")
+    check(re.search(want_re, err), "stderr lacks /%s/:\n%s" % (
+        want_re, "\n".join(tail(err, 8))))
+    return err
+
+
+@test("privdrop_spool_unwritable", "security: a spool the user cannot "
+      "write (root's, 0755; or one with a segment of root's, 0600) fails "
+      "at startup, naming the spool and the user, not later",
+      needs=("deliverd",))
+def t_privdrop_unwritable(ctx):
+    d, uid, gid = privdrop_daemon(ctx, {"user": "nobody",
+                                        "listen": "127.0.0.1:%d"
+                                        % free_low_port()})
+    os.makedirs(d.spool, mode=0o755)
+    err = start_fails(ctx, d, r"spool %s: Permission denied as user "
+                      r"nobody" % re.escape(d.spool))
+    ctx.diag(err.splitlines()[-1])
+    check(not os.listdir(d.spool), "files left in the spool: %r"
+          % os.listdir(d.spool))
+    # The user's directory, but a segment left by a run as root.
+    os.chown(d.spool, uid, gid)
+    d.settings.pop("user")
+    d.write_conf()
+    d.start()
+    deliver_ok = os.listdir(d.spool)
+    check(d.stop() == 0, "SIGTERM exit status")
+    check(any(f.endswith(".dat") for f in deliver_ok), "no segment made "
+          "by the root run: %r" % deliver_ok)
+    d.settings["user"] = "nobody"
+    d.write_conf()
+    start_fails(ctx, d, r"Permission denied as user nobody")
