@@ -18,9 +18,9 @@ import subprocess
 import threading
 import time
 
-from dd_integration import (Fail, Skip, RawSMTP, check, crlf, inject,
-                            split_received, tail, test, text_of,
-                            wait_until, want)
+from dd_integration import (Fail, Skip, RawSMTP, check, crlf, free_port,
+                            inject, split_received, tail, test, wait_until,
+                            want)
 
 MSGID_RE = re.compile(rb"Message-ID: <(\d+)\.fault@src\.test>")
 
@@ -623,3 +623,100 @@ def t_privdrop_unwritable(ctx):
     d.settings["user"] = "nobody"
     d.write_conf()
     start_fails(ctx, d, r"Permission denied as user nobody")
+
+
+# -- relay: networks not allowed --------------------------------------------
+
+def try_inject_refused(family, src, dst, what):
+    """From src to dst (address, port): the greeting must be 554 5.7.1,
+    and a whole transaction pipelined in one write (DATA and BDAT) must
+    get no 250 and no 354, then QUIT 221."""
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.settimeout(15)
+    c.bind((src, 0))
+    c.connect(dst)
+    f = c.makefile("rb")
+    greet = f.readline().decode(errors="replace").rstrip()
+    check(greet.startswith("554 5.7.1"), "%s: greeting %r, want 554 5.7.1"
+          % (what, greet))
+    c.sendall(b"EHLO evil.test\r\nMAIL FROM:<a@src.test>\r\n"
+              b"RCPT TO:<b@dst.test>\r\nDATA\r\nSubject: relayed?\r\n\r\n"
+              b"RELAY-ATTEMPT\r\n.\r\nMAIL FROM:<a@src.test>\r\n"
+              b"RCPT TO:<b@dst.test>\r\nBDAT 15 LAST\r\nRELAY-ATTEMPT\r\n"
+              b"QUIT\r\n")
+    replies = []
+    while True:
+        line = f.readline().decode(errors="replace").rstrip()
+        if not line:
+            break
+        replies.append(line)
+        if line.startswith("221 "):
+            break
+    c.close()
+    check(replies and replies[-1].startswith("221"), "%s: no 221 to QUIT: "
+          "%r" % (what, replies))
+    bad = [r for r in replies[:-1] if r[:3] in ("250", "354")]
+    check(not bad, "%s: accepted something: %r" % (what, bad))
+    check(all(r[:3] in ("503", "500", "501") for r in replies[:-1]),
+          "%s: replies %r" % (what, replies))
+    return len(replies)
+
+
+def have_ipv6():
+    try:
+        t = socket.socket(socket.AF_INET6)
+        t.bind(("::1", 0))
+        t.close()
+        return True
+    except OSError:
+        return False
+
+
+@test("relay_refused_v4", "security: allow_networks 127.0.0.1/32: a "
+      "client from 127.0.0.2 gets 554 5.7.1 and cannot inject (DATA or "
+      "BDAT, pipelined); 127.0.0.1 can", needs=("deliverd", "deliverctl"))
+def t_relay_v4(ctx):
+    s = ctx.server()
+    d = ctx.daemon({"allow_networks": "127.0.0.1/32"},
+                   routes={"dst.test": s})
+    n = try_inject_refused(socket.AF_INET, "127.0.0.2", d.addr,
+                           "from 127.0.0.2")
+    check("refused 127.0.0.2" in d.log(), "the refusal is not logged")
+    deliver_one(d, s, "from 127.0.0.1")
+    check(not any(b"RELAY-ATTEMPT" in e for _, e in s.messages()),
+          "the refused client's message was delivered")
+    check(queued(d) == 0, "something is queued")
+    ctx.diag("127.0.0.2 refused (%d replies, no 250 or 354); 127.0.0.1 "
+             "delivered" % n)
+
+
+@test("relay_refused_v6", "security: IPv6: allow_networks 127.0.0.1/32 "
+      "refuses ::1 (554 5.7.1, no injection); ::1/128 alone refuses "
+      "127.0.0.1 and lets ::1 in", needs=("deliverd", "deliverctl"))
+def t_relay_v6(ctx):
+    if not have_ipv6():
+        raise Skip("no IPv6 loopback")
+    s = ctx.server()
+    p6 = free_port()
+    d = ctx.daemon({"allow_networks": "127.0.0.1/32",
+                    "listen": "127.0.0.1:%d, [::1]:%d" % (free_port(), p6)},
+                   routes={"dst.test": s}, start=False)
+    d.port = int(d.settings["listen"].split(":")[1].split(",")[0])
+    d.start()
+    try_inject_refused(socket.AF_INET6, "::1", ("::1", p6),
+                       "::1 with only 127.0.0.1/32 allowed")
+    d.stop()
+    d.settings["allow_networks"] = "::1/128"
+    d.write_conf()
+    d.start()
+    try_inject_refused(socket.AF_INET, "127.0.0.1", d.addr,
+                       "127.0.0.1 with only ::1/128 allowed")
+    sock = socket.create_connection(("::1", p6), 15)
+    f = sock.makefile("rb")
+    greet = f.readline()
+    check(greet.startswith(b"220 "), "::1 with ::1/128 allowed: greeting "
+          "%r" % greet)
+    sock.close()
+    check(not any(b"RELAY-ATTEMPT" in e for _, e in s.messages()),
+          "a refused client's message was delivered")
+    check(queued(d) == 0, "something is queued")
