@@ -233,6 +233,16 @@ static void dlog_write(int fd, const char *buf, size_t len)
 	pthread_mutex_unlock(&dlog_lock);
 }
 
+void dd_dlog_report_lost(void)
+{
+	pthread_mutex_lock(&dlog_lock);
+	if (dlog_lost)
+		dd_warn("delivery log: %lu lines lost, not written again "
+			"before the stop", dlog_lost);
+	dlog_lost = 0;
+	pthread_mutex_unlock(&dlog_lock);
+}
+
 int dd_dlog_open(const char *path)
 {
 	int fd;

@@ -490,6 +490,7 @@ int main(int argc, char **argv)
 	}
 	dd_info("signal %d: stopping", sig);
 	dd_workers_stop();
+	dd_dlog_report_lost();
 	dd_tls_exit();
 	dd_spool_close(dd_d.spool);
 	dd_spool_free_msgs(dd_d.spool);
