@@ -85,8 +85,9 @@ static const struct setting settings[] = {
 	  "File of the delivery log (one JSON object per line per delivery "
 	  "attempt per recipient); \"-\" for stderr, \"none\" for no log." },
 	{ "user", T_STRING, OFF(user), "", "(empty: stay)", 0, 0, NULL, "Daemon",
-	  "User to switch to after binding the listening sockets; empty to "
-	  "keep running as the starting user." },
+	  "User to switch to, for good and with no capability left, after "
+	  "binding the listening sockets and opening the spool (with that "
+	  "user's file access); empty to keep running as the starting user." },
 	/* injection */
 	{ "listen", T_STRING, OFF(listen), "127.0.0.1:2525", NULL, 0, 0, NULL,
 	  "Injection",

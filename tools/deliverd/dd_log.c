@@ -7,6 +7,12 @@
  * object per line.  Each line is formatted into one buffer and goes out
  * with one write(2), so lines from different threads never interleave.
  *
+ * A delivery-log line is all there or not at all: when the disk fills
+ * and only part of a line went out, that part is cut off again (under a
+ * lock, so no other line went after it), so the file never holds a torn
+ * line for the next one to run into.  Lost lines are counted and said in
+ * the daemon log when writing works again.
+ *
  * Reopening (log rotation) never closes an fd another thread may be
  * writing to: the new file is dup2()ed over the old fd, which replaces it
  * atomically.
@@ -23,11 +29,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +45,8 @@ static atomic_int log_fd = 2;
 static atomic_int log_level = DD_LOG_INFO;
 static atomic_int dlog_fd = -1;
 static __thread char thread_name[32];
+static pthread_mutex_t dlog_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long dlog_lost;		/* lines, under dlog_lock */
 
 static const char *const level_names[] = {
 	[DD_LOG_ERR] = "error",
@@ -181,6 +191,56 @@ void dd_log(enum dd_log_level lvl, const char *fmt, ...)
 		n--;
 	buf[n++] = '\n';
 	write_all(atomic_load_explicit(&log_fd, memory_order_relaxed), buf, n);
+}
+
+/*
+ * One delivery-log line, whole or not at all.  The lock costs little:
+ * appends to one file serialise in the kernel anyway.
+ */
+static void dlog_write(int fd, const char *buf, size_t len)
+{
+	size_t done = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&dlog_lock);
+	while (done < len) {
+		ssize_t n = write(fd, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (err) {
+		struct stat st;
+
+		if (done && !fstat(fd, &st) && S_ISREG(st.st_mode) &&
+		    st.st_size >= (off_t)done &&
+		    ftruncate(fd, st.st_size - (off_t)done) < 0)
+			dd_err("delivery log: cannot cut a torn line: %s",
+			       strerror(errno));
+		if (!dlog_lost++)
+			dd_err("delivery log: %s; lines are lost until it can "
+			       "be written again", strerror(err));
+	} else if (dlog_lost) {
+		dd_warn("delivery log: written again, %lu lines lost",
+			dlog_lost);
+		dlog_lost = 0;
+	}
+	pthread_mutex_unlock(&dlog_lock);
+}
+
+void dd_dlog_report_lost(void)
+{
+	pthread_mutex_lock(&dlog_lock);
+	if (dlog_lost)
+		dd_warn("delivery log: %lu lines lost, not written again "
+			"before the stop", dlog_lost);
+	dlog_lost = 0;
+	pthread_mutex_unlock(&dlog_lock);
 }
 
 int dd_dlog_open(const char *path)
@@ -410,7 +470,7 @@ void dd_dlog(const struct dd_attempt *a)
 		jb_str(&b, "body_io", a->body_io, false);
 	jb_add(&b, "}\n", 2);
 	if (!b.oom)
-		write_all(fd, b.p, b.len);
+		dlog_write(fd, b.p, b.len);
 	if (b.heap)
 		free(b.p);
 }

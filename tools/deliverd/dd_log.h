@@ -52,6 +52,8 @@ struct dd_attempt {
 /* path: file, "-" for stderr, "none"/NULL for no delivery log. */
 int dd_dlog_open(const char *path);
 void dd_dlog(const struct dd_attempt *a);
+/* At a stop: say how many delivery-log lines were lost and not said yet. */
+void dd_dlog_report_lost(void);
 /* Escape s as a JSON string body into out (always terminated). */
 size_t dd_json_escape(char *out, size_t outlen, const char *s);
 

@@ -3,9 +3,10 @@
  * deliverd: an outbound mail-delivery daemon on libevq.
  *
  * The main thread reads the configuration, binds the listeners and the
- * control socket, drops privileges, opens the spool (which rebuilds the
- * index and hands every waiting message to the workers' mailboxes), starts
- * one event-loop thread per CPU and then only waits for a signal.
+ * control socket, opens and locks the spool (which rebuilds the index and
+ * hands every waiting message to the workers' mailboxes), then gives up
+ * root and every capability for good, starts one event-loop thread per
+ * CPU and then only waits for a signal.
  * Documentation/deliverd.rst is the admin guide.
  */
 #define _GNU_SOURCE
@@ -19,10 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "dd_core.h"
 #include "dd_dkim.h"
@@ -150,32 +155,134 @@ static int watch_listeners(void)
 	return 0;
 }
 
-static int drop_privileges(const char *user)
+/* The user named by the `user` setting, looked up before anything opens. */
+struct dd_user {
+	const char *name;
+	uid_t uid;
+	gid_t gid;
+	bool become;	/* started as root: switch to it */
+};
+
+static int lookup_user(const char *name, struct dd_user *u)
 {
 	struct passwd *pw;
 
-	if (!user || !*user)
+	*u = (struct dd_user){ .name = name };
+	if (!name || !*name)
 		return 0;
-	pw = getpwnam(user);
+	pw = getpwnam(name);
 	if (!pw) {
-		dd_err("user %s: no such user", user);
+		dd_err("user %s: no such user", name);
 		return -ENOENT;
 	}
+	if (!pw->pw_uid || !pw->pw_gid) {
+		dd_err("user %s: has uid or gid 0; name an unprivileged user", name);
+		return -EINVAL;
+	}
+	u->uid = pw->pw_uid;
+	u->gid = pw->pw_gid;
 	/*
-	 * Started as that user already (deliverd.service does so): nothing
-	 * to give up, and no right to chown or setgroups anyway.
+	 * Started as that user already (deliverd.service does so): there is
+	 * no root to give up, only capabilities.  Started as another user
+	 * that is not root, we could not switch: say so now.
 	 */
-	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
-	    getgid() == pw->pw_gid && getegid() == pw->pw_gid)
+	if (getuid() == u->uid && geteuid() == u->uid &&
+	    getgid() == u->gid && getegid() == u->gid)
 		return 0;
-	if (chown(dd_d.conf.spool_dir, pw->pw_uid, pw->pw_gid) ||
-	    (dd_d.conf.control_socket[0] &&
-	     chown(dd_d.conf.control_socket, pw->pw_uid, pw->pw_gid)) ||
-	    setgroups(0, NULL) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
-		dd_err("cannot become %s: %s", user, strerror(errno));
+	if (geteuid() != 0) {
+		dd_err("user %s: cannot become it, not started as root or as it",
+		       name);
+		return -EPERM;
+	}
+	u->become = true;
+	return 0;
+}
+
+/*
+ * Every capability out of every set, ambient ones included (a systemd
+ * unit hands CAP_NET_BIND_SERVICE that way), once the sockets are bound.
+ * capset(2) changes the calling thread only: it runs before any other
+ * thread exists, or after setuid(2) already cleared the others.
+ */
+static int drop_caps(void)
+{
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	unsigned int i;
+	bool any = false;
+
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) &&
+	    errno != EINVAL) {
+		dd_err("cannot clear the ambient capabilities: %s",
+		       strerror(errno));
 		return -errno;
 	}
-	dd_info("running as %s", user);
+	if (syscall(SYS_capget, &h, d)) {
+		dd_err("capget: %s", strerror(errno));
+		return -errno;
+	}
+	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		any |= d[i].effective || d[i].permitted || d[i].inheritable;
+	if (!any)
+		return 0;	/* and no capset, which a sandbox may forbid */
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capset, &h, d)) {
+		dd_err("cannot drop capabilities: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * While the spool and the delivery log open, root keeps its identity but
+ * uses the user's for files: what gets created is the user's, and a
+ * spool the user could not write fails here, at startup, not later.
+ */
+static int fs_identity(const struct dd_user *u)
+{
+	/* The control socket, bound as root, is the user's (deliverctl). */
+	if (dd_d.conf.control_socket[0] &&
+	    chown(dd_d.conf.control_socket, u->uid, u->gid)) {
+		dd_err("control socket %s: chown: %s",
+		       dd_d.conf.control_socket, strerror(errno));
+		return -errno;
+	}
+	if (setgroups(0, NULL)) {
+		dd_err("setgroups: %s", strerror(errno));
+		return -errno;
+	}
+	setfsgid(u->gid);
+	setfsuid(u->uid);
+	if ((uid_t)setfsuid((uid_t)-1) != u->uid ||
+	    (gid_t)setfsgid((gid_t)-1) != u->gid) {
+		dd_err("cannot take %s's file-system identity", u->name);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* For good: real, effective, saved and file-system ids, all threads. */
+static int become(const struct dd_user *u)
+{
+	uid_t r, e, s;
+
+	if (setresgid(u->gid, u->gid, u->gid) ||
+	    setresuid(u->uid, u->uid, u->uid)) {
+		dd_err("cannot become %s: %s", u->name, strerror(errno));
+		return -errno;
+	}
+	if (drop_caps())
+		return -EPERM;
+	if (getresuid(&r, &e, &s) || r != u->uid || e != u->uid ||
+	    s != u->uid || setuid(0) != -1 || setgid(0) != -1) {
+		dd_err("still able to become root after switching to %s",
+		       u->name);
+		return -EPERM;
+	}
+	dd_info("running as %s (uid %u, gid %u), no capabilities", u->name,
+		(unsigned int)u->uid, (unsigned int)u->gid);
 	return 0;
 }
 
@@ -201,6 +308,7 @@ int main(int argc, char **argv)
 	const char *config = NULL;
 	bool check = false, print = false;
 	struct dd_spool_conf sc;
+	struct dd_user user;
 	char err[512], rerr[512];
 	sigset_t sigs;
 	int c, r, sig;
@@ -299,13 +407,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (mkdir(dd_d.conf.spool_dir, 0750) && errno != EEXIST) {
-		dd_err("spool_dir %s: %s", dd_d.conf.spool_dir, strerror(errno));
+	if (lookup_user(dd_d.conf.user, &user))
 		return 1;
-	}
-	if (dd_dlog_open(dd_d.conf.delivery_log)) {
-		dd_err("delivery_log %s: %s", dd_d.conf.delivery_log,
-		       strerror(errno));
+	/* A spool made here is the user's; one that exists is used as is. */
+	if (!mkdir(dd_d.conf.spool_dir, 0750)) {
+		if (user.become &&
+		    chown(dd_d.conf.spool_dir, user.uid, user.gid)) {
+			dd_err("spool_dir %s: chown: %s", dd_d.conf.spool_dir,
+			       strerror(errno));
+			return 1;
+		}
+	} else if (errno != EEXIST) {
+		dd_err("spool_dir %s: %s", dd_d.conf.spool_dir, strerror(errno));
 		return 1;
 	}
 	/* Signals go to the main thread only, which waits for them. */
@@ -316,9 +429,27 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	dd_d.start_ns = dd_mono_ns();
-	if (dd_workers_init() || open_listeners() ||
-	    drop_privileges(dd_d.conf.user))
+	if (dd_workers_init() || open_listeners())
 		return 1;
+	/*
+	 * The sockets are bound: nothing below needs a privilege.  No exec
+	 * may grant one again; a daemon not started as root loses its
+	 * capabilities before the spool starts the committer thread.
+	 */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		dd_err("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return 1;
+	}
+	if (geteuid() != 0 && drop_caps())
+		return 1;
+	if (user.become && fs_identity(&user))
+		return 1;
+	if (dd_dlog_open(dd_d.conf.delivery_log)) {
+		dd_err("delivery_log %s: %s%s%s", dd_d.conf.delivery_log,
+		       strerror(errno), user.become ? " as user " : "",
+		       user.become ? user.name : "");
+		return 1;
+	}
 	sc = (struct dd_spool_conf){
 		.dir = dd_d.conf.spool_dir,
 		.segment_size = dd_d.conf.segment_size,
@@ -328,9 +459,15 @@ int main(int argc, char **argv)
 	};
 	r = dd_spool_open(&dd_d.spool, &sc, found, NULL);
 	if (r) {
-		dd_err("spool %s: %s", dd_d.conf.spool_dir, strerror(-r));
+		dd_err("spool %s: %s%s%s", dd_d.conf.spool_dir, strerror(-r),
+		       user.become ? " as user " : "",
+		       user.become ? user.name : "");
 		return 1;
 	}
+	if (user.become && become(&user))
+		return 1;
+	if (geteuid() == 0)
+		dd_warn("running as root: set user to an unprivileged one");
 	dd_info("spool %s: %lu messages waiting", dd_d.conf.spool_dir,
 		atomic_load(&dd_d.recovered));
 	if (watch_listeners() || dd_workers_start()) {
@@ -353,6 +490,7 @@ int main(int argc, char **argv)
 	}
 	dd_info("signal %d: stopping", sig);
 	dd_workers_stop();
+	dd_dlog_report_lost();
 	dd_tls_exit();
 	dd_spool_close(dd_d.spool);
 	dd_spool_free_msgs(dd_d.spool);
