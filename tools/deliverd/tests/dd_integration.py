@@ -286,7 +286,7 @@ class TestServer:
                                      stdout=self.err, stderr=self.err)
         self.ctx.procs.append(self)
         wait_until(lambda: os.path.exists(self.ready) or
-                   self.proc.poll() is not None, 15,
+                   self.proc.poll() is not None, 60,
                    "dd_testserver %s to listen" % self.name)
         if self.proc.poll() is not None:
             raise Fail("dd_testserver %s exited %s: %s" % (
@@ -393,7 +393,7 @@ class Daemon:
             for k, v in self.settings.items():
                 f.write("%s = %s\n" % (k, v))
 
-    def start(self, ready_timeout=20):
+    def start(self, ready_timeout=60):
         self.ctx.need("deliverd")
         self.err_fd = open(self.errlog, "ab")
         self.out_fd = open(self.outlog, "ab")
@@ -1253,7 +1253,7 @@ def t_delivery_sink(ctx):
             sink.terminate()
             sink.wait(5)
     ctx.procs.append(P())
-    wait_until(lambda: _connectable(port), 10, "smtp-sink to listen")
+    wait_until(lambda: _connectable(port), 60, "smtp-sink to listen")
     d = ctx.daemon(routes={"sink.test": port})
     n = 50
     p = subprocess.run(["/usr/sbin/smtp-source", "-m", str(n), "-s", "5",

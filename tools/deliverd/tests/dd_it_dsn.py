@@ -372,7 +372,7 @@ def t_dsn_sink(ctx):
             sink.terminate()
             sink.wait(5)
     ctx.procs.append(P())
-    wait_until(lambda: _connectable(port), 10, "smtp-sink to listen")
+    wait_until(lambda: _connectable(port), 60, "smtp-sink to listen")
     b = ctx.server(name="bounces")
     d = ctx.daemon(routes={"sink.test": port, "sender.test": b})
     inject_raw(d.addr, "alice@sender.test",
