@@ -477,18 +477,38 @@ TEST_F_TIMEOUT(ws, sleep_voluntary_switches, TIMEOUT_S)
  */
 TEST_F_TIMEOUT(ws, spin_involuntary_switches, TIMEOUT_S)
 {
-	static const char *const args[] = { "spin", "300", NULL };
+	/*
+	 * A guest starved by the host gets fewer ticks, hence fewer
+	 * preemptions, in 300 ms: then spin longer, and only skip when
+	 * even 3 s gave no contention to check.
+	 */
+	static const char *const spins[] = { "300", "3000" };
+	const char *args[] = { "spin", NULL, NULL };
 	long long v, iv, life_v, life_iv;
 	struct load_rusage ru;
-	json_object *all, *p;
+	json_object *all = NULL, *p;
 	int status;
+	size_t i;
 
 	REQUIRE_BPF();
-	all = measure(_metadata, NULL, args, &status, &ru);
-	ASSERT_EQ(0, status);
+	for (i = 0; i < sizeof(spins) / sizeof(spins[0]); i++) {
+		json_object_put(all);
+		args[1] = spins[i];
+		all = measure(_metadata, NULL, args, &status, &ru);
+		ASSERT_EQ(0, status);
+		ASSERT_GE(ru.niv_end, 0)
+			TH_LOG("waitstat_load did not report rusage");
+		if (ru.niv_end - ru.niv_start >= 10)
+			break;
+		TH_LOG("%ld involuntary switches in a %s ms spin",
+		       ru.niv_end - ru.niv_start, spins[i]);
+	}
+	if (ru.niv_end - ru.niv_start < 10) {
+		json_object_put(all);
+		SKIP(return, "no contention in a 3 s spin: nothing to check");
+	}
 	p = target(last(all));
 	ASSERT_NE(NULL, p);
-	ASSERT_GE(ru.niv_end, 0) TH_LOG("waitstat_load did not report rusage");
 	v = jnum(p, "vcsw");
 	iv = jnum(p, "ivcsw");
 	life_v = jnum(last(all), "rusage.nvcsw");
@@ -496,8 +516,6 @@ TEST_F_TIMEOUT(ws, spin_involuntary_switches, TIMEOUT_S)
 	TH_LOG("ivcsw %lld (kernel %lld; %ld during the spin), vcsw %lld "
 	       "(kernel %lld)", iv, life_iv, ru.niv_end - ru.niv_start, v,
 	       life_v);
-	ASSERT_GE(ru.niv_end - ru.niv_start, 10)
-		TH_LOG("no contention: nothing to check");
 	EXPECT_GE(iv, life_iv - 2);
 	EXPECT_LE(iv, life_iv);
 	EXPECT_GE(v, life_v - 2);
