@@ -435,7 +435,7 @@ struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 {
 	struct evq_op *op;
 
-	op = kmem_cache_zalloc(evq_op_cache, GFP_KERNEL_ACCOUNT);
+	op = kmem_cache_zalloc(evq_op_cache, EVQ_GFP);
 	if (!op)
 		return ERR_PTR(-ENOMEM);
 	op->q = q;

@@ -40,6 +40,15 @@
 
 struct evq_user;
 
+/*
+ * Every allocation a queue makes for its user: charged to the caller's
+ * memory cgroup, and refused with -ENOMEM at the cgroup's limit rather
+ * than retried through the OOM killer, which would kill a task of that
+ * cgroup (often the caller) for a request the caller can handle failing.
+ * Quiet: a user choosing a large ring must not fill the kernel log.
+ */
+#define EVQ_GFP		(GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
+
 /**
  * struct evq_stats - a queue's counters, read over generic netlink
  * @posted: entries written to the ring (q->lock)
