@@ -870,7 +870,9 @@ TEST_F_TIMEOUT(sec, ring_entries_no_stale_bytes, 60)
 	mfd = sec_memfd(16384);
 	ASSERT_LE(0, mfd);
 
-	ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, efd, EPOLLIN, 0, 0x11));
+	/* Edge: a level watch would be posted again at every wait. */
+	ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, efd, EPOLLIN, EVQ_WATCH_EDGE,
+			      0x11));
 	ASSERT_EQ(1, write(efd, &one, sizeof(one)) == sizeof(one));
 	/* A stale watch: its fd closed and reused, dropped with CLOSED. */
 	fd = p[1];
