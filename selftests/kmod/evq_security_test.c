@@ -520,12 +520,19 @@ static int sec_fill_watches(int qfd, int efd, int max, int *err, int *fds)
 	return n;
 }
 
-static int sec_nobody_watches(int rfd, int wfd, int efd)
+static int sec_nobody_watches(int rfd, int wfd, int efd, int root_qfd)
 {
 	int fds[SEC_USER_LIMIT + 2], err, qfd, fd;
 	char token;
 
 	CHK(sec_become_nobody() == 0);
+	/*
+	 * Root's queue, inherited: its watches count against root, its
+	 * opener, which is at the limit, whoever adds them.
+	 */
+	fd = dup(efd);
+	CHK(evq_ctl1(root_qfd, EVQ_CTL_ADD, fd, EPOLLIN, 0, 98) == -ENOSPC);
+	close(fd);
 	qfd = evq_open_dev();
 	CHK(qfd >= 0);
 	CHK(evq_do_setup(qfd, &(struct evq_setup){ 0 }, 64) == 0);
@@ -544,7 +551,8 @@ static int sec_nobody_watches(int rfd, int wfd, int efd)
 /*
  * max_user_watches counts per user (the queue's opener): root and nobody
  * each get the full limit, one's changes never move the other's count,
- * and a process's exit gives its user's watches back.
+ * a queue passed to another user still charges its opener, and a
+ * process's exit gives its user's watches back.
  */
 TEST_F_TIMEOUT(sec, user_watches_charged_per_user, 120)
 {
@@ -566,7 +574,7 @@ TEST_F_TIMEOUT(sec, user_watches_charged_per_user, 120)
 	self->child = fork();
 	ASSERT_LE(0, self->child);
 	if (!self->child)
-		_exit(sec_nobody_watches(down[0], up[1], efd));
+		_exit(sec_nobody_watches(down[0], up[1], efd, qfd));
 	ASSERT_EQ(0, sec_read_full(up[0], &token, 1));
 	/* nobody is at its limit: root's count did not move. */
 	fd = dup(efd);
@@ -583,7 +591,7 @@ TEST_F_TIMEOUT(sec, user_watches_charged_per_user, 120)
 	self->child = fork();
 	ASSERT_LE(0, self->child);
 	if (!self->child)
-		_exit(sec_nobody_watches(down[0], up[1], efd));
+		_exit(sec_nobody_watches(down[0], up[1], efd, qfd));
 	ASSERT_EQ(0, sec_read_full(up[0], &token, 1));
 	ASSERT_EQ(0, sec_write_full(down[1], "x", 1));
 	ASSERT_EQ(0, sec_wait(&self->child));
