@@ -245,6 +245,9 @@ enum {
  * @async: an asynchronous send (else a page-in notification)
  * @flags: EVQ_SF_* bits of the request
  * @user_data: the caller's value for the completion
+ * @memcg: the memory cgroup of the task that started the operation: the
+ *	work item charges the page cache it reads in to it, not to the
+ *	root cgroup a kernel worker belongs to
  * @in: the file being sent or paged in
  * @out: the socket (asynchronous sends)
  * @sock: @out's socket
@@ -274,6 +277,7 @@ struct evq_op {
 	bool async;
 	u32 flags;
 	u64 user_data;
+	struct mem_cgroup *memcg;
 	struct file *in;
 	struct file *out;
 	struct socket *sock;
