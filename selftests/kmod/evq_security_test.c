@@ -57,6 +57,7 @@ FIXTURE(sec) {
 	long max_user_watches;
 	long max_ops;
 	long max_cq_entries;
+	long sendfile_window;
 	struct evq_cg cg;
 	pid_t child;
 };
@@ -67,9 +68,11 @@ FIXTURE_SETUP(sec)
 	self->max_user_watches = evq_param_get("max_user_watches");
 	self->max_ops = evq_param_get("max_ops");
 	self->max_cq_entries = evq_param_get("max_cq_entries");
+	self->sendfile_window = evq_param_get("sendfile_window");
 	ASSERT_LT(0, self->max_user_watches);
 	ASSERT_LT(0, self->max_ops);
 	ASSERT_LT(0, self->max_cq_entries);
+	ASSERT_LT(0, self->sendfile_window);
 	ASSERT_EQ(0, evq_raise_nofile(4096));
 }
 
@@ -83,6 +86,7 @@ FIXTURE_TEARDOWN(sec)
 	evq_param_set("max_user_watches", self->max_user_watches);
 	evq_param_set("max_ops", self->max_ops);
 	evq_param_set("max_cq_entries", self->max_cq_entries);
+	evq_param_set("sendfile_window", self->sendfile_window);
 	evq_cg_fini(&self->cg);
 }
 
@@ -1311,6 +1315,71 @@ TEST_F_TIMEOUT(sec, memcg_watches_enomem, 300)
 	EXPECT_LT(0, evq_cg_key(&self->cg, "memory.events", "max"));
 	EXPECT_EQ(0, evq_cg_key(&self->cg, "memory.events", "oom"));
 	EXPECT_EQ(0, evq_cg_key(&self->cg, "memory.events", "oom_kill"));
+}
+
+#define SEC_PAGEIN	(8 << 20)
+
+static int sec_pagein_child(const struct evq_cg *cg, const char *path)
+{
+	static char buf[1 << 16];
+	struct evq_sendfile sf;
+	struct evq_cqe c[4];
+	int64_t c0, c1;
+	struct evq_q q;
+	int fd, sv[2];
+	uint32_t n;
+
+	/* The file is written, synced and dropped before entering the group. */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHK(fd >= 0);
+	memset(buf, 'e', sizeof(buf));
+	for (int i = 0; i < SEC_PAGEIN / (int)sizeof(buf); i++)
+		CHK(write(fd, buf, sizeof(buf)) == sizeof(buf));
+	CHK(evq_make_cold(fd) == 0);
+	CHK(evq_q_open(&q, 64) == 0);
+	CHK(evq_tcp_pair(sv) == 0);
+
+	CHK(evq_cg_enter(cg) == 0);
+	c0 = evq_cg_u64(cg, "memory.current");
+	CHK(evq_sf_ioctl(q.fd, &sf, sv[0], fd, 0, SEC_PAGEIN, 0x99,
+			 EVQ_SF_NOTIFY) == 0);
+	CHK(sf.stop == EVQ_SF_STOP_NOT_RESIDENT);
+	n = evq_collect(&q, c, 4, 1, 60000);
+	CHK(n == 1 && evq_cqe_type(&c[0]) == EVQ_CQE_PAGES_READY);
+	c1 = evq_cg_u64(cg, "memory.current");
+	fprintf(stderr, "# page-in of %d bytes: PAGES_READY res %d, memory.current %lld -> %lld (+%lld bytes)\n",
+		SEC_PAGEIN, c[0].res, (long long)c0, (long long)c1,
+		(long long)(c1 - c0));
+	CHK(c[0].res == SEC_PAGEIN);
+	CHK(c1 - c0 >= SEC_PAGEIN / 2);
+	evq_q_close(&q);
+	close(fd);
+	close(sv[0]);
+	close(sv[1]);
+	unlink(path);
+	return 0;
+}
+
+/*
+ * The page cache a page-in reads (in a kernel worker) is charged to the
+ * caller's cgroup, not to the root cgroup the worker belongs to.
+ */
+TEST_F_TIMEOUT(sec, memcg_charges_pagein, 180)
+{
+	const char *dir = getenv("EVQ_SCRATCH");
+	char path[256];
+
+	if (!dir || !*dir)
+		SKIP(return, "no $EVQ_SCRATCH (run with tools/vm/run --disk)");
+	SEC_CGROUP();
+	snprintf(path, sizeof(path), "%s/evq-sec-pagein", dir);
+	ASSERT_EQ(0, evq_param_set("sendfile_window", SEC_PAGEIN));
+	self->child = fork();
+	ASSERT_LE(0, self->child);
+	if (!self->child)
+		_exit(sec_pagein_child(&self->cg, path));
+	EXPECT_EQ(0, sec_wait(&self->child));
+	unlink(path);
 }
 
 TEST_HARNESS_MAIN
