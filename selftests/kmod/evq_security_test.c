@@ -630,20 +630,20 @@ TEST_F(sec, user_watches_enospc_in_batch)
 	}
 	ASSERT_EQ(0, evq_q_open(&q, 64));
 	for (; i < L; i++) {
-		evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[i], EPOLLOUT, 0, 1000 + i);
+		evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[i], EPOLLOUT, EVQ_WATCH_EDGE, 1000 + i);
 		expect[i] = 0;
 	}
-	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L], EPOLLOUT, 0, 1000 + i);
+	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L], EPOLLOUT, EVQ_WATCH_EDGE, 1000 + i);
 	expect[i++] = -ENOSPC;
 	evq_ctl_fill(&c[i], EVQ_CTL_DEL, w[0], 0, 0, 0);
 	expect[i++] = 0;
-	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L], EPOLLOUT, 0, 1000 + i);
+	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L], EPOLLOUT, EVQ_WATCH_EDGE, 1000 + i);
 	expect[i++] = 0;
-	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L + 1], EPOLLOUT, 0, 1000 + i);
+	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L + 1], EPOLLOUT, EVQ_WATCH_EDGE, 1000 + i);
 	expect[i++] = -ENOSPC;
 	evq_ctl_fill(&c[i], EVQ_CTL_MOD, w[1], EPOLLOUT, EVQ_WATCH_EDGE, 2000);
 	expect[i++] = 0;
-	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[2], EPOLLOUT, 0, 1000 + i);
+	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[2], EPOLLOUT, EVQ_WATCH_EDGE, 1000 + i);
 	expect[i++] = -EEXIST;
 	evq_ctl_fill(&c[i], EVQ_CTL_ADD, w[L + 1], EPOLLOUT, 0x80, 1000 + i);
 	expect[i++] = -EINVAL;
@@ -654,7 +654,7 @@ TEST_F(sec, user_watches_enospc_in_batch)
 			TH_LOG("entry %d", k);
 		}
 	}
-	/* Refused watches (entries 10 and 13) post nothing. */
+	/* Refused watches (entries 10 and 13) post nothing; edge: one entry each. */
 	n = evq_drain(&q, cqe, 64);
 	EXPECT_EQ(0, evq_count_ud(cqe, n, EVQ_CQE_READY, 1010));
 	EXPECT_EQ(0, evq_count_ud(cqe, n, EVQ_CQE_READY, 1013));
@@ -1237,13 +1237,45 @@ TEST_F_TIMEOUT(sec, memcg_ring_enomem, 120)
 #define SEC_CG_FDS	30000
 #define SEC_CG_BATCH	64
 
-static int sec_watch_enomem_child(const struct evq_cg *cg)
+/*
+ * At memory.max the child must not allocate anything but what it tests:
+ * even opening or reading a cgroup file, or writing to a pipe, would be
+ * charged and wake the OOM killer.  So the parent, outside the group,
+ * reads and sets the limits, and the two meet on a word of shared memory
+ * faulted in before the child enters the group.
+ */
+enum { SEC_HS_START, SEC_HS_ENTERED, SEC_HS_LIMITED, SEC_HS_FULL,
+	SEC_HS_LIFTED };
+
+struct sec_handshake {
+	volatile int step;
+	int64_t peak;
+};
+
+static int sec_hs_wait(struct sec_handshake *hs, int step, pid_t peer)
+{
+	for (int i = 0; i < 60000; i++) {
+		if (__atomic_load_n(&hs->step, __ATOMIC_ACQUIRE) >= step)
+			return 0;
+		if (peer && waitpid(peer, NULL, WNOHANG) == peer)
+			return -1;	/* the child is gone */
+		usleep(5000);
+	}
+	return -1;
+}
+
+static void sec_hs_set(struct sec_handshake *hs, int step)
+{
+	__atomic_store_n(&hs->step, step, __ATOMIC_RELEASE);
+}
+
+static int sec_watch_enomem_child(const struct evq_cg *cg,
+				  struct sec_handshake *hs)
 {
 	static struct evq_ctl c[SEC_CG_BATCH];
 	static int fds[SEC_CG_FDS];
 	int added = 0, nomem = 0, efd, qfd;
-	int64_t c0, peak, after;
-	char max[32];
+	int64_t after;
 
 	/* Every fd, and the fd table, exists before entering the group. */
 	CHK(evq_raise_nofile(SEC_CG_FDS + 256) == 0);
@@ -1259,9 +1291,8 @@ static int sec_watch_enomem_child(const struct evq_cg *cg)
 	memset(c, 0, sizeof(c));
 
 	CHK(evq_cg_enter(cg) == 0);
-	c0 = evq_cg_u64(cg, "memory.current");
-	snprintf(max, sizeof(max), "%lld", (long long)(c0 + (2 << 20)));
-	CHK(evq_cg_write(cg->dir, "memory.max", max) == 0);
+	sec_hs_set(hs, SEC_HS_ENTERED);
+	CHK(sec_hs_wait(hs, SEC_HS_LIMITED, 0) == 0);
 	while (!nomem && added < SEC_CG_FDS) {
 		int n = SEC_CG_FDS - added < SEC_CG_BATCH ?
 			SEC_CG_FDS - added : SEC_CG_BATCH;
@@ -1280,11 +1311,11 @@ static int sec_watch_enomem_child(const struct evq_cg *cg)
 		}
 		added += n;
 	}
-	peak = evq_cg_u64(cg, "memory.current");
-	fprintf(stderr, "# memory.max %s: %d watches added, %d ENOMEM, memory.current %lld -> %lld\n",
-		max, added - nomem, nomem, (long long)c0, (long long)peak);
+	sec_hs_set(hs, SEC_HS_FULL);
+	CHK(sec_hs_wait(hs, SEC_HS_LIFTED, 0) == 0);
+	fprintf(stderr, "# %d watches added, then %d ENOMEM; memory.current at the limit %lld\n",
+		added - nomem, nomem, (long long)hs->peak);
 	CHK(nomem > 0);
-	CHK(evq_cg_write(cg->dir, "memory.max", "max") == 0);
 	/* Every watch that was added is whole: it can be deleted. */
 	for (int i = 0; i < added; i++)
 		if (fds[i] >= 0)
@@ -1296,7 +1327,7 @@ static int sec_watch_enomem_child(const struct evq_cg *cg)
 	after = evq_cg_u64(cg, "memory.current");
 	fprintf(stderr, "# all deleted, queue closed: memory.current %lld\n",
 		(long long)after);
-	CHK(after < peak - (1 << 20));
+	CHK(after < hs->peak - (1 << 20));
 	return 0;
 }
 
@@ -1306,15 +1337,35 @@ static int sec_watch_enomem_child(const struct evq_cg *cg)
  */
 TEST_F_TIMEOUT(sec, memcg_watches_enomem, 300)
 {
+	struct sec_handshake *hs;
+	char max[32];
+	int64_t c0;
+
 	SEC_CGROUP();
+	hs = mmap(NULL, sizeof(*hs), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, hs);
+	sec_hs_set(hs, SEC_HS_START);	/* faulted in here, charged here */
 	self->child = fork();
 	ASSERT_LE(0, self->child);
 	if (!self->child)
-		_exit(sec_watch_enomem_child(&self->cg));
+		_exit(sec_watch_enomem_child(&self->cg, hs));
+	ASSERT_EQ(0, sec_hs_wait(hs, SEC_HS_ENTERED, self->child));
+	c0 = evq_cg_u64(&self->cg, "memory.current");
+	snprintf(max, sizeof(max), "%lld", (long long)(c0 + (2 << 20)));
+	ASSERT_EQ(0, evq_cg_write(self->cg.dir, "memory.max", max));
+	sec_hs_set(hs, SEC_HS_LIMITED);
+	ASSERT_EQ(0, sec_hs_wait(hs, SEC_HS_FULL, self->child));
+	hs->peak = evq_cg_u64(&self->cg, "memory.current");
+	TH_LOG("memory.current %lld, memory.max %s, at the limit %lld",
+	       (long long)c0, max, (long long)hs->peak);
+	ASSERT_EQ(0, evq_cg_write(self->cg.dir, "memory.max", "max"));
+	sec_hs_set(hs, SEC_HS_LIFTED);
 	EXPECT_EQ(0, sec_wait(&self->child));
 	EXPECT_LT(0, evq_cg_key(&self->cg, "memory.events", "max"));
 	EXPECT_EQ(0, evq_cg_key(&self->cg, "memory.events", "oom"));
 	EXPECT_EQ(0, evq_cg_key(&self->cg, "memory.events", "oom_kill"));
+	munmap(hs, sizeof(*hs));
 }
 
 #define SEC_PAGEIN	(8 << 20)
