@@ -21,6 +21,8 @@
  */
 
 #include <linux/file.h>
+#include <linux/memcontrol.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/poll.h>
@@ -185,6 +187,7 @@ static int evq_op_pagein(struct evq_op *op, int *err)
 static void evq_op_free(struct evq_op *op)
 {
 	atomic_dec(&op->q->nr_ops);
+	mem_cgroup_put(op->memcg);
 	kmem_cache_free(evq_op_cache, op);
 }
 
@@ -388,9 +391,20 @@ static void evq_op_run(struct evq_op *op, bool inline_ctx)
 static void evq_op_work(struct work_struct *work)
 {
 	struct evq_op *op = container_of(work, struct evq_op, work);
+	struct mem_cgroup *old;
 
+	/*
+	 * Page-ins allocate the page cache here, in a kernel worker of the
+	 * root cgroup: charge it to the caller's instead, or any user could
+	 * fill memory beyond its memory.max through EVQ_SF_NOTIFY.  @op may
+	 * be freed, and its reference to the cgroup dropped, before
+	 * evq_op_run() returns; nothing is charged after that, and the
+	 * pointer is only replaced, never used.
+	 */
+	old = set_active_memcg(op->memcg);
 	atomic_set(&op->state, EVQ_OP_RUNNING);
 	evq_op_run(op, false);
+	set_active_memcg(old);
 }
 
 /**
@@ -435,7 +449,7 @@ struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 {
 	struct evq_op *op;
 
-	op = kmem_cache_zalloc(evq_op_cache, GFP_KERNEL_ACCOUNT);
+	op = kmem_cache_zalloc(evq_op_cache, EVQ_GFP);
 	if (!op)
 		return ERR_PTR(-ENOMEM);
 	op->q = q;
@@ -445,6 +459,7 @@ struct evq_op *evq_op_alloc(struct evq_queue *q, const struct evq_sendfile *sf,
 	op->async = out;
 	op->flags = sf->flags;
 	op->user_data = sf->user_data;
+	op->memcg = get_mem_cgroup_from_mm(current->mm);
 	op->in = get_file(in);
 	if (out)
 		op->out = get_file(out);

@@ -17,7 +17,7 @@ struct evq_queue *evq_queue_create(void)
 {
 	struct evq_queue *q;
 
-	q = kzalloc(sizeof(*q), GFP_KERNEL_ACCOUNT);
+	q = kzalloc(sizeof(*q), EVQ_GFP);
 	if (!q)
 		return NULL;
 	q->user = evq_user_get(current_uid());

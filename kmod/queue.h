@@ -40,6 +40,15 @@
 
 struct evq_user;
 
+/*
+ * Every allocation a queue makes for its user: charged to the caller's
+ * memory cgroup, and refused with -ENOMEM at the cgroup's limit rather
+ * than retried through the OOM killer, which would kill a task of that
+ * cgroup (often the caller) for a request the caller can handle failing.
+ * Quiet: a user choosing a large ring must not fill the kernel log.
+ */
+#define EVQ_GFP		(GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
+
 /**
  * struct evq_stats - a queue's counters, read over generic netlink
  * @posted: entries written to the ring (q->lock)
@@ -236,6 +245,9 @@ enum {
  * @async: an asynchronous send (else a page-in notification)
  * @flags: EVQ_SF_* bits of the request
  * @user_data: the caller's value for the completion
+ * @memcg: the memory cgroup of the task that started the operation: the
+ *	work item charges the page cache it reads in to it, not to the
+ *	root cgroup a kernel worker belongs to
  * @in: the file being sent or paged in
  * @out: the socket (asynchronous sends)
  * @sock: @out's socket
@@ -265,6 +277,7 @@ struct evq_op {
 	bool async;
 	u32 flags;
 	u64 user_data;
+	struct mem_cgroup *memcg;
 	struct file *in;
 	struct file *out;
 	struct socket *sock;

@@ -35,12 +35,11 @@ static int evq_ring_alloc(struct evq_ring *ring, u32 entries)
 	unsigned int i;
 
 	ring->nr_pages = PAGE_ALIGN(size) >> PAGE_SHIFT;
-	ring->pages = kvcalloc(ring->nr_pages, sizeof(*ring->pages),
-			       GFP_KERNEL_ACCOUNT);
+	ring->pages = kvcalloc(ring->nr_pages, sizeof(*ring->pages), EVQ_GFP);
 	if (!ring->pages)
 		return -ENOMEM;
 	for (i = 0; i < ring->nr_pages; i++) {
-		ring->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		ring->pages[i] = alloc_page(EVQ_GFP | __GFP_ZERO);
 		if (!ring->pages[i])
 			return -ENOMEM;
 	}

@@ -50,7 +50,7 @@ int evq_registry_add(struct evq_queue *q)
 	xa_lock(&evq_queues);
 	/* Cyclic: a trace or a reader's previous sample never mixes two queues. */
 	ret = __xa_alloc_cyclic(&evq_queues, &q->id, q, xa_limit_31b,
-				&evq_next_id, GFP_KERNEL_ACCOUNT);
+				&evq_next_id, EVQ_GFP);
 	if (ret >= 0) {
 		evq_created++;
 		ret = 0;

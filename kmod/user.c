@@ -26,7 +26,7 @@ struct evq_user *evq_user_get(kuid_t uid)
 	struct evq_user *u, *nu;
 	u32 key = from_kuid(&init_user_ns, uid);
 
-	nu = kzalloc(sizeof(*nu), GFP_KERNEL_ACCOUNT);
+	nu = kzalloc(sizeof(*nu), EVQ_GFP);
 	spin_lock(&evq_users_lock);
 	hash_for_each_possible(evq_users, u, node, key) {
 		if (uid_eq(u->uid, uid)) {

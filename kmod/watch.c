@@ -159,7 +159,7 @@ static void evq_ptable_queue(struct file *file, wait_queue_head_t *whead,
 	if (!w->nwait)
 		pwq = &w->pwq0;
 	else
-		pwq = kmem_cache_alloc(evq_pwq_cache, GFP_KERNEL_ACCOUNT);
+		pwq = kmem_cache_alloc(evq_pwq_cache, EVQ_GFP);
 	if (!pwq) {
 		w->nwait = -1;
 		return;
@@ -380,7 +380,7 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 		goto out_fput;
 
 	ret = -ENOMEM;
-	w = kmem_cache_zalloc(evq_watch_cache, GFP_KERNEL_ACCOUNT);
+	w = kmem_cache_zalloc(evq_watch_cache, EVQ_GFP);
 	if (!w)
 		goto out_uncharge;
 	w->q = q;
@@ -390,7 +390,7 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	INIT_LIST_HEAD(&w->level_node);
 	INIT_LIST_HEAD(&w->pollq_node);
 	evq_watch_set(w, c);
-	ret = xa_err(xa_store(&q->watches, c->fd, w, GFP_KERNEL_ACCOUNT));
+	ret = xa_err(xa_store(&q->watches, c->fd, w, EVQ_GFP));
 	if (ret)
 		goto out_free;
 	q->nr_watches++;
