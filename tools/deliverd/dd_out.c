@@ -633,7 +633,8 @@ static void out_pump(struct dd_out *o)
 			if (rp && rp->code)
 				snprintf(why, sizeof(why), "%s said: %d %s",
 					 o->host, rp->code, rp->text);
-			else if (rp && rp->enh[0])	/* ours: TLS required */
+			else if (rp && (rp->enh[0] || rp->text[0]))
+				/* ours: TLS required, a protocol error */
 				snprintf(why, sizeof(why), "%s: %s", o->host,
 					 rp->text);
 			else
