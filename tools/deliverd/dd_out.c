@@ -763,11 +763,23 @@ void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 			out_fail(o, "connection lost");
 			return;
 		}
-		if (o->body_wait && !o->want_out)
+		if (o->body_wait && !o->want_out) {
 			start_body(o);
-		else if (o->sf_on && !o->sf_async && !body_send(o)) {
-			out_fail(o, "sending the body failed");
-			return;
+		} else if (o->sf_on && !o->sf_async) {
+			uint64_t left = o->sf_left;
+			size_t boff = o->bb_off;
+
+			if (!body_send(o)) {
+				out_fail(o, "sending the body failed");
+				return;
+			}
+			/*
+			 * body_timeout is for a write that makes no progress,
+			 * not for the whole body: a big message to a slow
+			 * server is no failure while it moves.
+			 */
+			if (o->sf_on && (o->sf_left != left || o->bb_off != boff))
+				arm(o, dd_d.conf.timeout[DD_STAGE_BODY]);
 		}
 	}
 	if (o->state == OUT_OPEN && o->idle) {
