@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 
-from dd_integration import (test, check, wait_until, inject, crlf, Fail,
+from dd_integration import (test, check, wait_until, inject, crlf,
                             RawSMTP, SMTPClosed, text_of, want, session,
                             vmrss_kb, split_received)
 
