@@ -197,6 +197,11 @@ def t_no_read(ctx):
     grow = peak - base.rss
     check(grow < 8 * 1024, "RSS grew %d KB for a client that reads "
           "nothing" % grow)
+    # The sender stopped because the daemon closed, not because the
+    # daemon swallowed it all: reading now ends in EOF or a reset.
+    _, closed = read_all(c.sock, 60)
+    check(closed, "the daemon did not close the session of a client "
+          "that reads nothing")
     c.close()
     ctx.diag("peak RSS growth %d KB" % grow)
     base.check("a client that never reads")
