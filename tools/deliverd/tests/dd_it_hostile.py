@@ -322,6 +322,8 @@ def t_garbage(ctx):
     check(closed and re.search(rb"^(5\d\d|421) ", out, re.M),
           "TLS ClientHello on the plain port: closed %s, got %r"
           % (closed, out[:300]))
+    ctx.diag("ClientHello on the plain port got: %s" % " | ".join(
+        x.decode(errors="replace") for x in out.splitlines()))
     raw.close()
     check(s.count() == 1, "garbage was delivered")
     base.check("garbage")
