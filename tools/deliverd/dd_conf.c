@@ -117,6 +117,11 @@ static const struct setting settings[] = {
 	  "Injection",
 	  "Bad commands a client may send before it gets 421 and is "
 	  "disconnected." },
+	{ "smtpd_timeout", T_SECONDS, OFF(smtpd_timeout), "300", NULL, 1, U32,
+	  NULL, "Injection",
+	  "Seconds an inbound client may take to complete one command line, "
+	  "DATA line or 4 KiB of BDAT, or to take its replies, before it gets "
+	  "421 4.4.2 and is disconnected (RFC 5321 4.5.3.2.7)." },
 	/* spool */
 	{ "segment_size", T_SIZE, OFF(segment_size), "67108864", NULL,
 	  65536, UINT64_MAX, NULL, "Spool",

@@ -46,6 +46,7 @@ struct dd_conf {
 	unsigned int recipient_limit;	/* 1000 */
 	unsigned int connection_limit;	/* 1000: inbound, whole daemon */
 	unsigned int error_limit;	/* 20 bad commands then 421 */
+	unsigned int smtpd_timeout;	/* 300 s per inbound command line */
 	/* spool */
 	uint64_t segment_size;		/* 67108864 */
 	unsigned int commit_max;	/* 4096 */

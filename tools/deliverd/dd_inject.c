@@ -20,7 +20,6 @@
 #include "dd_dkim.h"
 #include "dd_log.h"
 
-#define DD_IN_IDLE_NS	(300ULL * 1000000000ULL)	/* RFC 5321 4.5.3.2.7 */
 /*
  * Unprocessed input a session may hold.  Past it we stop reading (TCP
  * pushes back on the client) until the session has caught up, e.g. once
@@ -32,7 +31,8 @@ struct dd_in {
 	struct dd_io io;		/* first: user_data points here */
 	struct dd_worker *w;
 	struct dd_smtpd *s;
-	struct dd_timer timer;
+	struct dd_timer timer;		/* smtpd_timeout, per record */
+	uint64_t progress;		/* dd_smtpd_progress() when armed */
 	uint64_t gen;
 	unsigned int submitted;		/* in the spool's hands */
 	bool ctl;			/* control socket session */
@@ -42,6 +42,8 @@ struct dd_in {
 	bool counted;			/* holds a connection_limit slot */
 	bool want_out;
 	bool rd_paused;			/* DD_IN_BACKLOG reached: not reading */
+	bool wrote;			/* reply bytes left since the last arm */
+	char peer[INET6_ADDRSTRLEN + 8];
 };
 
 struct dd_sub {
@@ -81,14 +83,38 @@ void dd_in_free(struct dd_io *io)
 	free(in);
 }
 
+static bool in_flush(struct dd_in *in);
+
 static void in_timeout(struct dd_worker *w, struct dd_timer *t)
 {
 	struct dd_in *in = (struct dd_in *)((char *)t -
 					    offsetof(struct dd_in, timer));
 
 	(void)w;
-	dd_info("inbound session idle for 300 s: closed");
+	dd_info("inbound session from %s: no complete command or line in "
+		"%u s (smtpd_timeout): 421, closed", in->peer,
+		dd_d.conf.smtpd_timeout);
+	dd_smtpd_timeout(in->s);
+	in_flush(in);		/* best effort: it is not reading, maybe */
 	in_release(in);
+}
+
+/*
+ * The timeout runs from the last record the client completed (or reply
+ * bytes it took), not from its last byte: a client dribbling one byte at
+ * a time still has smtpd_timeout seconds per line, as Postfix's
+ * smtpd_per_record_deadline, so it cannot hold a slot for ever.
+ */
+static void in_arm(struct dd_in *in)
+{
+	uint64_t p = dd_smtpd_progress(in->s);
+
+	if (!in->wrote && p == in->progress && in->timer.slot)
+		return;
+	in->progress = p;
+	in->wrote = false;
+	dd_timer_set(in->w, &in->timer, dd_mono_ns() +
+		     (uint64_t)dd_d.conf.smtpd_timeout * 1000000000ULL);
 }
 
 /* Write what the session has; false when the connection failed. */
@@ -116,6 +142,7 @@ static bool in_flush(struct dd_in *in)
 			return false;
 		}
 		dd_smtpd_written(in->s, (size_t)n);
+		in->wrote = true;
 	}
 }
 
@@ -241,8 +268,7 @@ static void in_pump(struct dd_in *in)
 			}
 			if (in->closing && !in->want_out && !in->submitted)
 				goto fail;
-			dd_timer_set(in->w, &in->timer,
-				     dd_mono_ns() + DD_IN_IDLE_NS);
+			in_arm(in);
 			return;
 		case DD_SMTPD_MESSAGE: {
 			const struct dd_smtpd_msg *sm = dd_smtpd_message(in->s);
@@ -328,6 +354,9 @@ void dd_in_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 		return;
 	}
 	in_pump(in);
+	/* Still not reading its replies: the timer runs, unless it took some. */
+	if (!in->closed && in->want_out && in->wrote)
+		in_arm(in);
 }
 
 static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
@@ -403,6 +432,7 @@ void dd_in_accept(struct dd_worker *w, struct dd_io *lio)
 			close(fd);
 			continue;
 		}
+		snprintf(in->peer, sizeof(in->peer), "%s", peer);
 		in->io.fd = fd;
 		in->io.kind = DD_IO_IN;
 		in->w = w;

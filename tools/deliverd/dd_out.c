@@ -43,6 +43,9 @@ struct dd_out {
 	struct dd_out *next_idle;
 	struct dd_smtpc *c;
 	struct dd_timer timer;
+	/* what the timer was armed for in a reply wait (arm_reply()) */
+	enum dd_smtpc_stage armed_stage;
+	unsigned long armed_replies;
 	uint8_t state;
 	bool want_out;			/* output waits for EPOLLOUT */
 	bool body_wait;			/* body goes once output is flushed */
@@ -472,6 +475,23 @@ static void arm(struct dd_out *o, unsigned int s)
 	dd_timer_set(o->w, &o->timer, dd_mono_ns() + secs(s ? s : 1));
 }
 
+/*
+ * Waiting for replies: the stage's timeout runs from the stage's start
+ * or the last complete reply, not from the last byte read, so a reply
+ * trickled in a line at a time (an endless multiline reply) times out.
+ */
+static void arm_reply(struct dd_out *o)
+{
+	enum dd_smtpc_stage st = dd_smtpc_stage(o->c);
+	unsigned long n = dd_smtpc_replies(o->c);
+
+	if (o->timer.slot && st == o->armed_stage && n == o->armed_replies)
+		return;
+	o->armed_stage = st;
+	o->armed_replies = n;
+	arm(o, dd_d.conf.timeout[st]);
+}
+
 static void go_idle(struct dd_out *o)
 {
 	struct dd_dest *d = o->d;
@@ -584,7 +604,7 @@ static void out_pump(struct dd_out *o)
 		case DD_SMTPC_READ:
 			if (!out_flush(o))
 				goto fail;
-			arm(o, dd_d.conf.timeout[dd_smtpc_stage(o->c)]);
+			arm_reply(o);
 			return;
 		case DD_SMTPC_IDLE:
 			if (!o->greeted) {
@@ -633,7 +653,8 @@ static void out_pump(struct dd_out *o)
 			if (rp && rp->code)
 				snprintf(why, sizeof(why), "%s said: %d %s",
 					 o->host, rp->code, rp->text);
-			else if (rp && rp->enh[0])	/* ours: TLS required */
+			else if (rp && (rp->enh[0] || rp->text[0]))
+				/* ours: TLS required, a protocol error */
 				snprintf(why, sizeof(why), "%s: %s", o->host,
 					 rp->text);
 			else
@@ -742,11 +763,23 @@ void dd_out_event(struct dd_worker *w, struct dd_io *io, uint32_t events)
 			out_fail(o, "connection lost");
 			return;
 		}
-		if (o->body_wait && !o->want_out)
+		if (o->body_wait && !o->want_out) {
 			start_body(o);
-		else if (o->sf_on && !o->sf_async && !body_send(o)) {
-			out_fail(o, "sending the body failed");
-			return;
+		} else if (o->sf_on && !o->sf_async) {
+			uint64_t left = o->sf_left;
+			size_t boff = o->bb_off;
+
+			if (!body_send(o)) {
+				out_fail(o, "sending the body failed");
+				return;
+			}
+			/*
+			 * body_timeout is for a write that makes no progress,
+			 * not for the whole body: a big message to a slow
+			 * server is no failure while it moves.
+			 */
+			if (o->sf_on && (o->sf_left != left || o->bb_off != boff))
+				arm(o, dd_d.conf.timeout[DD_STAGE_BODY]);
 		}
 	}
 	if (o->state == OUT_OPEN && o->idle) {

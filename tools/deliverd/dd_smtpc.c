@@ -102,6 +102,7 @@ struct dd_smtpc {
 	uint64_t ehlo_size;
 
 	struct dd_reply_parser rp;
+	unsigned long nreplies;		/* complete replies read */
 	char *in;
 	size_t in_off, in_len, in_cap;
 	char *out;
@@ -597,6 +598,11 @@ const struct dd_smtpc_result *dd_smtpc_result(const struct dd_smtpc *c)
 	return &c->res;
 }
 
+unsigned long dd_smtpc_replies(const struct dd_smtpc *c)
+{
+	return c->nreplies;
+}
+
 const struct dd_smtp_reply *dd_smtpc_session_reply(const struct dd_smtpc *c)
 {
 	return &c->session;
@@ -975,6 +981,7 @@ enum dd_smtpc_act dd_smtpc_run(struct dd_smtpc *c)
 			}
 			return c->st == S_IDLE ? DD_SMTPC_IDLE : DD_SMTPC_READ;
 		}
+		c->nreplies++;
 		act = on_reply(c, &r);
 		if (act)
 			return act;

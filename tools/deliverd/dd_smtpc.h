@@ -110,6 +110,12 @@ bool dd_smtpc_tls(const struct dd_smtpc *c);
 const struct dd_smtpc_result *dd_smtpc_result(const struct dd_smtpc *c);
 
 enum dd_smtpc_stage dd_smtpc_stage(const struct dd_smtpc *c);
+/*
+ * Complete replies read so far: a stage's timeout runs from the last
+ * one, so a server sending a reply a line at a time, for ever, still
+ * times out.
+ */
+unsigned long dd_smtpc_replies(const struct dd_smtpc *c);
 /* Greeting or EHLO failed or the session closed: the reply that did it. */
 const struct dd_smtp_reply *dd_smtpc_session_reply(const struct dd_smtpc *c);
 /* What the server offered (after EHLO). */

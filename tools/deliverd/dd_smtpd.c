@@ -21,10 +21,13 @@
  *    or 64 KiB of replies wait behind a pending message.
  *  - DATA ends only at CRLF "." CRLF where the line before ended with
  *    CRLF too ("\n.\r\n" is not an end: no SMTP smuggling through us);
- *    bare LF becomes CRLF, a bare CR is kept.  A DATA line may be any
- *    length; it is taken in pieces once max_line octets wait.
+ *    bare LF becomes CRLF, a bare CR is kept, and a lone "." line that
+ *    is no end stays a "." line.  A DATA line may be any length; it is
+ *    taken in pieces once max_line octets wait.
  *  - BDAT content is kept as sent; only a message that does not end with
- *    CRLF gets one (a final bare LF or CR is completed to CRLF).
+ *    CRLF gets one (a final bare LF or CR is completed to CRLF).  A chunk over
+ *    max_size is still read (discarded, as RFC 3030 wants it consumed).
+ *  - dd_smtpd_progress() counts records, for a per-record timeout.
  */
 #include "dd_smtpd.h"
 #include "dd_wire.h"
@@ -75,6 +78,15 @@ struct dd_smtpd {
 	size_t rpos;			/* parsed up to here */
 	struct dd_buf out;
 	size_t opos;			/* written up to here */
+
+	/*
+	 * Records taken: command lines, DATA lines (or max_line pieces of
+	 * one), 4 KiB of BDAT content.  The caller's timeout runs per record
+	 * (dd_smtpd_progress()), so a client dribbling a byte at a time
+	 * cannot hold its session open.
+	 */
+	uint64_t records;
+	size_t bdat_unit;		/* BDAT octets since the last record */
 
 	bool eof;
 	bool closing;			/* no more input; CLOSE once nothing waits */
@@ -451,6 +463,21 @@ int dd_smtpd_feed(struct dd_smtpd *s, const void *buf, size_t len)
 size_t dd_smtpd_unread(const struct dd_smtpd *s)
 {
 	return s->in.len - s->rpos;
+}
+
+uint64_t dd_smtpd_progress(const struct dd_smtpd *s)
+{
+	return s->records;
+}
+
+void dd_smtpd_timeout(struct dd_smtpd *s)
+{
+	if (s->closing)
+		return;
+	/* Before any queued reply: the client is not reading them anyway. */
+	dd_buf_adds(&s->out, "421 4.4.2 Timeout exceeded, closing\r\n");
+	reset_txn(s);
+	s->closing = true;
 }
 
 void dd_smtpd_eof(struct dd_smtpd *s)
@@ -1166,6 +1193,7 @@ static enum step data_step(struct dd_smtpd *s)
 			body_add(s, p + skip, k - skip);
 			s->rpos += k;
 			s->bol = false;
+			s->records++;
 			continue;
 		}
 		l = (size_t)(lf - p) + 1;
@@ -1177,7 +1205,13 @@ static enum step data_step(struct dd_smtpd *s)
 		crlf = clen && p[clen - 1] == '\r';
 		if (crlf)
 			clen--;
-		if (s->bol && clen && p[0] == '.') {
+		/*
+		 * Unstuff a leading dot only with more on the line (RFC 5321
+		 * 4.5.2): a lone "." here is no end of data (its line end or
+		 * the one before is bare), and was not stuffed by any client,
+		 * so it stays, and "\n.\n" is delivered as a "." line.
+		 */
+		if (s->bol && clen > 1 && p[0] == '.') {
 			p++;
 			clen--;
 		}
@@ -1186,6 +1220,7 @@ static enum step data_step(struct dd_smtpd *s)
 		s->rpos += l;
 		s->bol = true;
 		s->prev_crlf = crlf;
+		s->records++;
 	}
 }
 
@@ -1199,6 +1234,11 @@ static enum step bdat_step(struct dd_smtpd *s)
 		body_add(s, s->in.p + s->rpos, k);
 	s->rpos += k;
 	s->bdat_left -= k;
+	s->bdat_unit += k;
+	if (s->bdat_unit >= 4096 || !s->bdat_left) {
+		s->records++;
+		s->bdat_unit = 0;
+	}
 	return s->bdat_left ? STEP_MORE : STEP_END;
 }
 
@@ -1264,6 +1304,7 @@ static bool get_line(struct dd_smtpd *s, const char **line, size_t *len)
 			continue;
 		}
 		s->rpos += l;
+		s->records++;
 		*line = p;
 		*len = l - 1;
 		if (*len && p[*len - 1] == '\r')

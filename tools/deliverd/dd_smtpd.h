@@ -56,6 +56,16 @@ int dd_smtpd_feed(struct dd_smtpd *s, const void *buf, size_t len);
 /* Bytes fed and not processed yet (the caller bounds it: run() may be
  * waiting for the spool while a client goes on pipelining). */
 size_t dd_smtpd_unread(const struct dd_smtpd *s);
+/*
+ * Records (command lines, DATA lines, 4 KiB of BDAT content) taken so far:
+ * a timeout should run from the last change, not from the last byte.
+ */
+uint64_t dd_smtpd_progress(const struct dd_smtpd *s);
+/*
+ * The client took too long: "421 4.4.2" goes out (ahead of replies still
+ * owed to pending messages), the transaction is dropped, run() closes.
+ */
+void dd_smtpd_timeout(struct dd_smtpd *s);
 /* The peer closed its side: run() ends the session after what is buffered. */
 void dd_smtpd_eof(struct dd_smtpd *s);
 enum dd_smtpd_act dd_smtpd_run(struct dd_smtpd *s);

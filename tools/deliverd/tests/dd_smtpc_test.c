@@ -773,6 +773,37 @@ TEST(split_byte_by_byte)
 	dd_smtpc_free(c);
 }
 
+/*
+ * Only whole replies count: a server trickling "250-" lines for ever
+ * never moves the count on, so the caller's reply timeout, which runs
+ * from the last change, fires.
+ */
+TEST(replies_counted_whole)
+{
+	struct dd_smtpc *c = dd_smtpc_new(HELO, 0);
+	int i;
+
+	EXPECT_EQ(0, dd_smtpc_replies(c));
+	feed(c, "220 x");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_EQ(0, dd_smtpc_replies(c));
+	feed(c, "\r\n");
+	ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	EXPECT_EQ(1, dd_smtpc_replies(c));
+	EXPECT_EQ(DD_STAGE_EHLO, dd_smtpc_stage(c));
+	take(c);
+	for (i = 0; i < 1000; i++) {
+		feed(c, "250-and another thing\r\n");
+		ASSERT_EQ(DD_SMTPC_READ, dd_smtpc_run(c));
+	}
+	EXPECT_EQ(1, dd_smtpc_replies(c));
+	EXPECT_EQ(DD_STAGE_EHLO, dd_smtpc_stage(c));
+	feed(c, "250 done\r\n");
+	EXPECT_EQ(DD_SMTPC_IDLE, dd_smtpc_run(c));
+	EXPECT_EQ(2, dd_smtpc_replies(c));
+	dd_smtpc_free(c);
+}
+
 TEST(ehlo_rejected_helo)
 {
 	struct dd_smtpc_msg m = msg3_7bit();	/* no 8BITMIME here */

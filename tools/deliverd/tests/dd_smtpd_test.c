@@ -254,7 +254,7 @@ TEST(data_transaction)
 		"\r\n"
 		".leading dot\r\n"
 		"bare lf\r\n"
-		"\r\n"
+		".\r\n"	/* a lone dot is not stuffing: kept */
 		"..\r\n"
 		"cr\rin line\r\n"
 		"\r\n"
@@ -324,8 +324,44 @@ TEST(data_end_strict)
 	EXPECT_EQ(0, t.nmsg);
 	t_feed(&t, "\n");
 	ASSERT_EQ(1, t.nmsg);
-	/* the first "." line came after a bare LF: unstuffed, not the end */
-	EXPECT_STREQ("x\r\n\r\ny\r\n\r\nz\r\n", after_received(&t.msg[0]));
+	/*
+	 * The "." lines with a bare LF on either side are no end of data,
+	 * and no stuffing either: they are delivered as "." lines.
+	 */
+	EXPECT_STREQ("x\r\n.\r\ny\r\n.\r\nz\r\n", after_received(&t.msg[0]));
+	t_free(&t);
+}
+
+/*
+ * Progress counts whole records, not bytes: a client dribbling a command
+ * line byte by byte makes none until the line is complete, so the
+ * caller's per-record timeout fires; the timeout's 421 then closes.
+ */
+TEST(progress_per_record)
+{
+	static const char cmd[] = "MAIL FROM:<a@b.c>\r\n";
+	struct t t;
+	uint64_t p0, p1;
+	size_t i;
+
+	t_init(&t, false, NULL, false);
+	t_feed(&t, "EHLO c\r\n");
+	p0 = dd_smtpd_progress(t.s);
+	for (i = 0; i + 1 < sizeof(cmd) - 1; i++) {
+		t_feedn(&t, cmd + i, 1);
+		EXPECT_EQ(p0, dd_smtpd_progress(t.s));
+	}
+	t_feedn(&t, cmd + i, 1);
+	p1 = dd_smtpd_progress(t.s);
+	EXPECT_EQ(p0 + 1, p1);
+	/* DATA: one record a line, none for a partial one */
+	t_feed(&t, "RCPT TO:<d@e.f>\r\nDATA\r\nline one\r\nline t");
+	EXPECT_EQ(p1 + 3, dd_smtpd_progress(t.s));
+	t_out(&t);
+	dd_smtpd_timeout(t.s);
+	EXPECT_EQ(DD_SMTPD_CLOSE, t_run(&t));
+	EXPECT_STREQ("421 4.4.2 Timeout exceeded, closing\r\n", t_out(&t));
+	EXPECT_EQ(0, t.nmsg);
 	t_free(&t);
 }
 
