@@ -49,7 +49,9 @@ int dd_ctl_parse(const char *line, struct dd_ctl_cmd *cmd, const char **text)
 		*text = "5.5.1 Unknown control command";
 		return 500;
 	}
-	if ((cmds[i].args == 0 && *arg) || (cmds[i].args == 2 && !*arg) ||
+	/* "@" alone is no domain: XHOLD @ must not hold everything. */
+	if ((cmds[i].args == 0 && *arg) ||
+	    (cmds[i].args == 2 && (!*arg || !strcmp(arg, "@"))) ||
 	    strlen(arg) > DD_DOMAIN_MAX || strchr(arg, ' ')) {
 		*text = "5.5.4 Syntax error in arguments";
 		return 501;

@@ -43,4 +43,20 @@ TEST(refused)
 	EXPECT_STREQ("5.5.4 Syntax error in arguments", text);
 }
 
+/*
+ * "XHOLD @" (found by fuzz_ctl): the argument XHOLD and XRELEASE require
+ * was "@", which left the domain empty, and an empty domain means every
+ * message: a hold of the whole queue by a typo.
+ */
+TEST(hold_needs_a_domain)
+{
+	struct dd_ctl_cmd c;
+	const char *text = NULL;
+
+	EXPECT_EQ(501, dd_ctl_parse("XHOLD @", &c, &text));
+	EXPECT_EQ(501, dd_ctl_parse("XRELEASE @", &c, &text));
+	EXPECT_EQ(0, dd_ctl_parse("XFLUSH @", &c, &text));
+	EXPECT_STREQ("", c.arg);
+}
+
 TEST_HARNESS_MAIN
