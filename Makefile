@@ -90,6 +90,7 @@ selftests: lib $(KSFT)/kselftest_harness.h
 	$(MAKE) -C tools/probes
 	$(MAKE) -C tools/deliverd
 	$(MAKE) -C tools/deliverd fuzz-build
+	$(MAKE) -C examples san
 
 tools: lib
 	$(MAKE) -C tools/bench
