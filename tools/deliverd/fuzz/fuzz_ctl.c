@@ -9,7 +9,7 @@
  * Checked: a refusal is 500 or 501 with a text; a command has a known
  * operation, a lowercase argument without spaces, no longer than a
  * domain, a queue id only for XHOLD and XRELEASE; and written back as
- * "VERB argument" it parses to the same command.
+ * "VERB @argument" it parses to the same command.
  */
 #include "fuzz.h"
 
@@ -41,8 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(again, sizeof(again), "%s %016llX", verb[c.op],
 			 (unsigned long long)c.qid);
 	else
+		/* With its '@': one is taken off, and the argument may start
+		 * with another. */
 		snprintf(again, sizeof(again), "%s%s%s", verb[c.op],
-			 c.arg[0] ? " " : "", c.arg);
+			 c.arg[0] ? " @" : "", c.arg);
 	code = dd_ctl_parse(again, &c2, &text);
 	FUZZ_CHECK(!code && c2.op == c.op && c2.by_qid == c.by_qid &&
 		   c2.qid == c.qid && !strcmp(c2.arg, c.arg),
