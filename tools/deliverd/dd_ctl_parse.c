@@ -11,16 +11,20 @@
 #include <string.h>
 #include <strings.h>
 
-/* A queue id as XQUEUE prints it: 16 hex digits. */
+/* A queue id as XQUEUE prints it: 16 hex digits; *qid untouched if not. */
 static bool parse_qid(const char *s, uint64_t *qid)
 {
+	unsigned long long v;
 	char *end;
 
 	if (strlen(s) != 16)
 		return false;
 	errno = 0;
-	*qid = strtoull(s, &end, 16);
-	return !errno && !*end;
+	v = strtoull(s, &end, 16);
+	if (errno || *end)
+		return false;
+	*qid = v;
+	return true;
 }
 
 int dd_ctl_parse(const char *line, struct dd_ctl_cmd *cmd, const char **text)

@@ -29,6 +29,22 @@ TEST(commands)
 	EXPECT_STREQ("7000000a1", c.arg);
 }
 
+/*
+ * 16 characters that are not all hex digits (found by fuzz_ctl): a
+ * domain, and no queue id half-parsed from its leading digits left in
+ * the command.
+ */
+TEST(qid_half_hex_is_a_domain)
+{
+	struct dd_ctl_cmd c;
+	const char *text = NULL;
+
+	ASSERT_EQ(0, dd_ctl_parse("XRELEASE 00000007000p00A1", &c, &text));
+	EXPECT_FALSE(c.by_qid);
+	EXPECT_EQ(0, c.qid);
+	EXPECT_STREQ("00000007000p00a1", c.arg);
+}
+
 TEST(refused)
 {
 	struct dd_ctl_cmd c;
