@@ -41,10 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(again, sizeof(again), "%s %016llX", verb[c.op],
 			 (unsigned long long)c.qid);
 	else
-		/* With its '@': one is taken off, and the argument may start
-		 * with another. */
+		/*
+		 * With an '@' (one is taken off, and a domain of 16 hex
+		 * digits is not a queue id then), unless it would make the
+		 * argument too long: only a domain that came without one.
+		 */
 		snprintf(again, sizeof(again), "%s%s%s", verb[c.op],
-			 c.arg[0] ? " @" : "", c.arg);
+			 !c.arg[0] ? "" : strlen(c.arg) < DD_DOMAIN_MAX ? " @" : " ",
+			 c.arg);
 	code = dd_ctl_parse(again, &c2, &text);
 	FUZZ_CHECK(!code && c2.op == c.op && c2.by_qid == c.by_qid &&
 		   c2.qid == c.qid && !strcmp(c2.arg, c.arg),
