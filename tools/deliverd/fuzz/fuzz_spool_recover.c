@@ -120,6 +120,13 @@ static void fix_journal(unsigned char *p, size_t size)
 	}
 }
 
+/* At exit: the scratch directory goes (libFuzzer exits through exit()). */
+static void remove_dir(void)
+{
+	clean();
+	rmdir(dir);
+}
+
 static struct found open_spool(void)
 {
 	struct dd_spool_conf conf = {
@@ -150,6 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(dir, sizeof(dir), "/tmp/fuzz_spool_recover.%d", getpid());
 		if (mkdir(dir, 0700) && errno != EEXIST)
 			abort();
+		atexit(remove_dir);
 		dd_log_open("/dev/null", "debug");	/* every message formatted */
 	}
 	dlen = (dlen >> 8 | (dlen & 0xff) << 8) % (size + 1);	/* little-endian */
