@@ -23,7 +23,7 @@ KMOD_SRCS := $(filter-out %.mod.c,$(wildcard $(TOP)/kmod/*.[ch])) \
 	$(TOP)/kmod/Kbuild $(TOP)/uapi/linux/evq.h $(TOP)/VERSION
 
 .PHONY: all deps module modules-all lib selftests tools check check-host \
-	check-vm demo bench bench-queue bench-sendfile bench-mta \
+	check-vm fuzz demo bench bench-queue bench-sendfile bench-mta \
 	bench-generations style clean help
 
 all: module lib tools
@@ -32,6 +32,7 @@ help:
 	@echo "make            build kmod/evq.ko (KVER=$(KVER)), libevq, tools"
 	@echo "make deps       install every Debian package needed (root)"
 	@echo "make check      host tests, then VM selftests on: $(KVERS)"
+	@echo "make fuzz       each libFuzzer harness FUZZ_SECONDS=$(FUZZ_SECONDS) (Documentation/reliability.rst)"
 	@echo "make demo       deliverd delivers a 20,000-message mail merge in the VM"
 	@echo "make bench      evq against its peers, with plots (GROUP=queue sendfile mta generations)"
 	@echo "make style      checkpatch on kmod/ and uapi/"
@@ -88,6 +89,8 @@ selftests: lib $(KSFT)/kselftest_harness.h
 	$(MAKE) -C tools/evqstat test
 	$(MAKE) -C tools/probes
 	$(MAKE) -C tools/deliverd
+	$(MAKE) -C tools/deliverd fuzz-build
+	$(MAKE) -C examples san
 
 tools: lib
 	$(MAKE) -C tools/bench
@@ -99,6 +102,13 @@ tools: lib
 check: deps
 	@$(MAKE) -s all modules-all selftests
 	@$(TOP)/tools/check
+
+# The parsers of outside input under libFuzzer (clang, ASan+UBSan): each
+# harness for FUZZ_SECONDS, new inputs and crashes kept in build/fuzz/.
+# `make check` only replays the seed corpora.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) -s -C tools/deliverd fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # The main job: deliverd mail-merges 20,000 unique messages to 300 local
 # destinations (one in five slow) in the VM with evq.ko loaded, on the

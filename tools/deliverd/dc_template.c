@@ -89,6 +89,12 @@ int dc_template_parse(struct dc_template *t, const char *text, size_t len,
 			dc_template_free(t);
 			return -1;
 		}
+		/* The name is a C string: a NUL would cut it short. */
+		if (memchr(q, '\0', (size_t)(ne - q))) {
+			snprintf(err, errlen, "%u: NUL byte in a placeholder", line);
+			dc_template_free(t);
+			return -1;
+		}
 		add_lit(t, lit, (size_t)(p - lit), p < hend, line);
 		char *name = dc_xmalloc((size_t)(ne - q) + 1);
 

@@ -22,6 +22,7 @@
 #include "libevq.h"
 #include "dd.h"
 #include "dd_conf.h"
+#include "dd_ctl_parse.h"
 #include "dd_prom.h"
 #include "dd_routes.h"
 #include "dd_spool.h"
@@ -57,14 +58,6 @@ enum dd_mail_type {
 	DD_MAIL_INJECTED,	/* a submission's outcome, for its session */
 	DD_MAIL_CTL,		/* a control request, for every worker */
 	DD_MAIL_CTL_DONE,	/* all workers answered: reply (worker 0) */
-};
-
-enum dd_ctl_op {
-	DD_CTL_QUEUE = 1,	/* XQUEUE */
-	DD_CTL_FLUSH,		/* XFLUSH [domain] */
-	DD_CTL_HOLD,		/* XHOLD qid|domain */
-	DD_CTL_RELEASE,		/* XRELEASE qid|domain */
-	DD_CTL_STATS,		/* XSTATS */
 };
 
 /* A control command, answered by every worker in turn (dd_ctl.c). */

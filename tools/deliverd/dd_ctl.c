@@ -277,45 +277,15 @@ static void ctl_post(struct dd_ctl_req *r)
 	}
 }
 
-static bool parse_qid(const char *s, uint64_t *qid)
-{
-	char *end;
-
-	if (strlen(s) != 16)
-		return false;
-	errno = 0;
-	*qid = strtoull(s, &end, 16);
-	return !errno && !*end;
-}
-
 bool dd_ctl_command(struct dd_worker *w, struct dd_in *in, const char *line)
 {
-	static const struct { const char *verb; uint8_t op; int args; } cmds[] = {
-		{ "XQUEUE", DD_CTL_QUEUE, 0 },
-		{ "XFLUSH", DD_CTL_FLUSH, 1 },	/* optional */
-		{ "XHOLD", DD_CTL_HOLD, 2 },	/* required */
-		{ "XRELEASE", DD_CTL_RELEASE, 2 },
-		{ "XSTATS", DD_CTL_STATS, 0 },
-	};
-	const char *sp = strchr(line, ' ');
-	size_t vlen = sp ? (size_t)(sp - line) : strlen(line);
-	const char *arg = sp ? sp + 1 : "";
+	struct dd_ctl_cmd cmd;
 	struct dd_ctl_req *r;
-	unsigned int i;
+	const char *text;
+	int code = dd_ctl_parse(line, &cmd, &text);
 
-	while (*arg == ' ')
-		arg++;
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (strlen(cmds[i].verb) == vlen &&
-		    !strncasecmp(line, cmds[i].verb, vlen))
-			break;
-	if (i == sizeof(cmds) / sizeof(cmds[0])) {
-		dd_in_control_done(in, 500, "5.5.1 Unknown control command");
-		return false;
-	}
-	if ((cmds[i].args == 0 && *arg) || (cmds[i].args == 2 && !*arg) ||
-	    strlen(arg) > DD_DOMAIN_MAX || strchr(arg, ' ')) {
-		dd_in_control_done(in, 501, "5.5.4 Syntax error in arguments");
+	if (code) {
+		dd_in_control_done(in, code, text);
 		return false;
 	}
 	r = calloc(1, sizeof(*r));
@@ -324,20 +294,12 @@ bool dd_ctl_command(struct dd_worker *w, struct dd_in *in, const char *line)
 		return false;
 	}
 	pthread_mutex_init(&r->lock, NULL);
-	r->op = cmds[i].op;
+	r->op = cmd.op;
 	r->in = in;
 	r->origin = w;
-	if ((r->op == DD_CTL_HOLD || r->op == DD_CTL_RELEASE) &&
-	    parse_qid(arg, &r->qid)) {
-		r->by_qid = true;
-	} else {
-		char *p;
-
-		snprintf(r->arg, sizeof(r->arg), "%s", *arg == '@' ? arg + 1 : arg);
-		for (p = r->arg; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p += 'a' - 'A';
-	}
+	r->by_qid = cmd.by_qid;
+	r->qid = cmd.qid;
+	memcpy(r->arg, cmd.arg, sizeof(r->arg));
 	if (r->op == DD_CTL_STATS) {
 		r->st = stats_new();
 		if (!r->st) {

@@ -1270,9 +1270,13 @@ static enum dd_smtpd_act bdat_end(struct dd_smtpd *s)
 /* One command line from the input, if complete; handles over-long ones. */
 static bool get_line(struct dd_smtpd *s, const char **line, size_t *len)
 {
-	const char *p = s->in.p + s->rpos, *lf;
 	size_t avail = s->in.len - s->rpos, l;
+	const char *p, *lf;
 
+	/* Nothing fed yet: in.p is NULL, and NULL + 0 is undefined. */
+	if (!avail)
+		return false;
+	p = s->in.p + s->rpos;
 	for (;;) {
 		if (!avail)
 			return false;

@@ -1175,7 +1175,9 @@ static int recover_seg(struct dd_spool *sp, uint32_t num, bool last,
 	}
 	seg->size = off < size ? off : size;
 	seg->next_idx = (uint64_t)(last_idx + 1);
-	err = recover_jnl(sp, seg, mv->v + first, mv->n - first);
+	/* A segment without a good record may come first: v is NULL then. */
+	err = recover_jnl(sp, seg, mv->n > first ? mv->v + first : NULL,
+			  mv->n - first);
 	if (!err) {
 		*out = seg;
 		seg = NULL;

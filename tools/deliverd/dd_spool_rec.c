@@ -147,10 +147,12 @@ static bool addr_ok(const char *a, size_t len)
 static uint64_t count_dots(const char *b, uint64_t len)
 {
 	uint64_t n = 0;
-	const char *p = b, *end = b + len;
+	const char *p = b, *end;
 
+	/* No head is (NULL, 0), and NULL + 0 is undefined. */
 	if (!len)
 		return 0;
+	end = b + len;
 	if (b[0] == '.')
 		n++;
 	while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {

@@ -283,7 +283,9 @@ static bool addr_literal_ok(const char *d, size_t len)
 	char tmp[64];
 	unsigned char bin[16];
 
-	if (len < 3 || d[0] != '[' || d[len - 1] != ']' || len - 2 >= sizeof(tmp))
+	/* inet_pton() would stop at a NUL and let what follows it through. */
+	if (len < 3 || d[0] != '[' || d[len - 1] != ']' || len - 2 >= sizeof(tmp) ||
+	    memchr(d + 1, '\0', len - 2))
 		return false;
 	memcpy(tmp, d + 1, len - 2);
 	tmp[len - 2] = '\0';

@@ -338,6 +338,25 @@ TEST(template_errors)
 	free(s);
 }
 
+/*
+ * A NUL inside a placeholder (found by fuzz_template): the name was cut
+ * at it as a C string, so "{{ a\0b }}" looked for the column "a" with
+ * what followed lost; now the template is refused, saying why.
+ */
+TEST(template_nul_in_placeholder)
+{
+	static const char tmpl[] = "To: {{ a\0b }}\n\nx\n";
+	struct dc_template t;
+	char err[256];
+
+	EXPECT_EQ(-1, dc_template_parse(&t, tmpl, sizeof(tmpl) - 1, err,
+					sizeof(err)));
+	EXPECT_STREQ("1: NUL byte in a placeholder", err);
+	/* Elsewhere a NUL is text, kept as it is. */
+	ASSERT_EQ(0, dc_template_parse(&t, "x\0y\n", 4, err, sizeof(err)));
+	dc_template_free(&t);
+}
+
 /* ---- addresses ---- */
 
 TEST(addr_valid)

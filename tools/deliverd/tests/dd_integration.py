@@ -6,7 +6,7 @@ all on 127.0.0.1.  Prints kselftest-style TAP ("# Totals: ..." last) and
 exits 1 if any test failed.
 
     dd_integration.py [--bin DIR] [--variant san] [--only NAME[,NAME...]]
-                      [--list] [-v] [--keep]
+                      [--skip NAME[,NAME...]] [--list] [-v] [--keep]
 
 Every test runs in a fresh temporary directory with its own spool,
 control socket and ports, and stops whatever it started.  Tests that need
@@ -644,6 +644,9 @@ def main():
     ap.add_argument("--only", action="append", default=[],
                     help="run only tests whose name matches (glob or "
                     "substring; comma list; repeatable)")
+    ap.add_argument("--skip", action="append", default=[],
+                    help="leave out tests whose name matches (glob; comma "
+                    "list; repeatable), after --only")
     ap.add_argument("--variant", default="", metavar="NAME",
                     help="run deliverd-NAME and deliverctl-NAME, e.g. san "
                     "for the ASan+UBSan build; sanitizer reports fail the "
@@ -663,7 +666,11 @@ def main():
 
     only = [x for o in OPTS.only for x in o.split(",") if x]
 
+    skip = [x for o in OPTS.skip for x in o.split(",") if x]
+
     def selected(name):
+        if any(fnmatch.fnmatch(name, o) for o in skip):
+            return False
         if not only:
             return True
         return any(fnmatch.fnmatch(name, o) or o in name for o in only)

@@ -130,6 +130,28 @@ TEST(addr_valid)
 	EXPECT_FALSE(dd_wire_domain_ok("a..b", 4));
 }
 
+/*
+ * A NUL inside an address literal (found by fuzz_wire): inet_pton()
+ * stopped at it, so "[192.0.2.1\0junk]" passed, and as a C string the
+ * address lost its ']'.
+ */
+TEST(addr_literal_nul)
+{
+	static const char lit[] = "a@[192.0.2.1\0junk]";
+	static const char path[] = "<a@[192.0.2.1\0x]>";
+	char out[DD_ADDR_MAX];
+	struct dd_strv good = DD_STRV_INIT, bad = DD_STRV_INIT;
+
+	EXPECT_EQ(-EINVAL, dd_wire_addr_check(lit, sizeof(lit) - 1, 0));
+	EXPECT_FALSE(dd_wire_domain_ok(lit + 2, sizeof(lit) - 3));
+	EXPECT_EQ(-EINVAL, dd_wire_path(path, sizeof(path) - 1, 0, out, NULL));
+	ASSERT_EQ(0, dd_wire_addr_list(lit, sizeof(lit) - 1, 0, &good, &bad));
+	EXPECT_EQ(0, good.n);
+	EXPECT_EQ(1, bad.n);
+	dd_strv_free(&good);
+	dd_strv_free(&bad);
+}
+
 TEST(addr_lengths)
 {
 	char a[400];
