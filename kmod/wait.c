@@ -146,8 +146,9 @@ static long evq_wait(struct evq_queue *q, const struct evq_wait *wt,
 	u32 avail;
 	long ret;
 
+	/* Saturate: a deadline centuries away must not wrap into the past. */
 	if (wt->timeout_ns > 0)
-		expires = ktime_add_ns(ktime_get(), wt->timeout_ns);
+		expires = ktime_add_safe(ktime_get(), ns_to_ktime(wt->timeout_ns));
 
 	evq_enter(q);
 	for (;;) {

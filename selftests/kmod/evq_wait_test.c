@@ -106,6 +106,28 @@ TEST_F(wait, woken_by_event_from_thread)
 	EXPECT_EQ(1U, evq_ring_count(&self->q));
 }
 
+/*
+ * A timeout of centuries is as good as none: it must not wrap around
+ * into the past and return at once with nothing.  Regression: the
+ * deadline was now + timeout_ns, which overflows for timeouts near
+ * INT64_MAX.
+ */
+TEST_F(wait, huge_timeout_does_not_wrap)
+{
+	struct writer w = { .fd = self->p[0][1], .delay_ms = 100, .count = 1 };
+	int64_t huge[] = { INT64_MAX, INT64_MAX - 1, INT64_MAX / 2 + 1 };
+	pthread_t t;
+
+	for (unsigned int i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		ASSERT_EQ(0, pthread_create(&t, NULL, writer_fn, &w));
+		EXPECT_EQ(1, evq_wait(self->q.fd, huge[i], 1, 0))
+			TH_LOG("timeout %lld ns", (long long)huge[i]);
+		pthread_join(t, NULL);
+		evq_harvest(&self->q, NULL, 16);
+		evq_drain_fd(self->p[0][0]);
+	}
+}
+
 TEST_F(wait, min_events_waits_for_enough)
 {
 	struct writer w = { .fd = self->p[1][1], .delay_ms = 50, .count = 1 };
