@@ -200,5 +200,6 @@ void fz_leak_baseline(struct fz_leak_base *b);
 int fz_leak_check(const struct fz_leak_base *b, char *why, size_t len,
 		  int *slab);
 long fz_nl_queues_open(void);
+long fz_nl_dump_queues(void);
 
 #endif /* EVQ_FUZZ_H */

@@ -100,27 +100,37 @@ static struct nlattr *fz_nl_attr(struct fz_nlmsg *rep, uint16_t type)
 	return NULL;
 }
 
+/* The "evq" family's id on socket @s, or -1. */
+static int fz_nl_family(int s)
+{
+	struct fz_nlmsg rep;
+	struct nlattr *a;
+	uint16_t family;
+
+	if (fz_nl_call(s, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, EVQ_GENL_NAME,
+		       &rep) < 0)
+		return -1;
+	a = fz_nl_attr(&rep, CTRL_ATTR_FAMILY_ID);
+	if (!a || a->nla_len < NLA_HDRLEN + 2)
+		return -1;
+	memcpy(&family, (char *)a + NLA_HDRLEN, sizeof(family));
+	return family;
+}
+
 /* Queues the module holds now (EVQ_A_QUEUES), or -1 if it cannot say. */
 long fz_nl_queues_open(void)
 {
 	struct fz_nlmsg rep;
 	struct nlattr *a;
-	uint16_t family;
 	long ret = -1;
-	int s;
+	int s, family;
 
 	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
 	if (s < 0)
 		return -1;
-	if (fz_nl_call(s, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, EVQ_GENL_NAME,
-		       &rep) < 0)
-		goto out;
-	a = fz_nl_attr(&rep, CTRL_ATTR_FAMILY_ID);
-	if (!a || a->nla_len < NLA_HDRLEN + 2)
-		goto out;
-	memcpy(&family, (char *)a + NLA_HDRLEN, sizeof(family));
-	if (fz_nl_call(s, family, EVQ_CMD_GET_STATS, EVQ_GENL_VERSION, NULL,
-		       &rep) < 0)
+	family = fz_nl_family(s);
+	if (family < 0 || fz_nl_call(s, family, EVQ_CMD_GET_STATS,
+				     EVQ_GENL_VERSION, NULL, &rep) < 0)
 		goto out;
 	a = fz_nl_attr(&rep, EVQ_A_QUEUES);
 	if (a && a->nla_len >= NLA_HDRLEN + 4) {
@@ -132,6 +142,66 @@ long fz_nl_queues_open(void)
 out:
 	close(s);
 	return ret;
+}
+
+/*
+ * Dump every queue's counters (EVQ_CMD_GET_QUEUE), racing the queues'
+ * opening and closing.  Returns how many queues were listed, -1 when the
+ * family is absent, or -2 when a reply is malformed or an error.
+ */
+long fz_nl_dump_queues(void)
+{
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	/* Room for the largest dump message netlink would build. */
+	static __thread union {
+		struct fz_nlmsg m;
+		char raw[32768];
+	} rep;
+	struct fz_nlmsg req = { 0 };
+	long n = 0;
+	int s, family, len;
+
+	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	if (s < 0)
+		return -1;
+	family = fz_nl_family(s);
+	if (family < 0) {
+		close(s);
+		return -1;
+	}
+	req.nh.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
+	req.nh.nlmsg_type = family;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.nh.nlmsg_seq = 2;
+	req.gh.cmd = EVQ_CMD_GET_QUEUE;
+	req.gh.version = EVQ_GENL_VERSION;
+	if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel,
+		   sizeof(kernel)) < 0) {
+		close(s);
+		return -2;
+	}
+	for (;;) {
+		struct nlmsghdr *nh = &rep.m.nh;
+
+		len = recv(s, &rep, sizeof(rep), 0);
+		if (len <= 0) {
+			n = -2;
+			break;
+		}
+		for (; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+			if (nh->nlmsg_type == NLMSG_DONE)
+				goto out;
+			if (nh->nlmsg_type != family ||
+			    !fz_nl_attr((struct fz_nlmsg *)nh, EVQ_A_QUEUE_ID)) {
+				n = -2;
+				goto out;
+			}
+			n++;
+		}
+	}
+out:
+	close(s);
+	return n;
 }
 
 /*

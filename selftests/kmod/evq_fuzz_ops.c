@@ -1182,6 +1182,15 @@ static void op_fork(struct fz_thread *t)
 	__atomic_sub_fetch(&children, 1, __ATOMIC_RELAXED);
 }
 
+/* The module's counters over netlink, while queues come and go. */
+static void op_stats(struct fz_thread *t)
+{
+	long q = fz_nl_queues_open(), n = fz_nl_dump_queues();
+
+	if (q < 0 || n < 0)
+		fz_fail(t, "stats", "GET_STATS %ld, GET_QUEUE dump %ld", q, n);
+}
+
 const struct fz_op fz_ops[] = {
 	{ "ctl",	20, op_ctl },
 	{ "wait",	12, op_wait },
@@ -1201,6 +1210,7 @@ const struct fz_op fz_ops[] = {
 	{ "epoll",	2, op_epoll },
 	{ "signal",	1, op_signal },
 	{ "fork",	1, op_fork },
+	{ "stats",	1, op_stats },
 };
 const unsigned int fz_nops = sizeof(fz_ops) / sizeof(fz_ops[0]);
 
