@@ -1250,10 +1250,33 @@ int fz_child_main(struct fz_thread *t, int nops)
 	t->in_child = true;
 	fz.local_failures = 0;
 	pthread_mutex_init(&fz.pool_lock, NULL);
-	for (i = 0; i < FZ_SLOTS; i++) {
+	for (i = 0; i < FZ_SLOTS; i++)
 		pthread_rwlock_init(&fz.slot[i].lock, NULL);
-		if (fz.slot[i].qf)
-			pthread_mutex_init(&fz.slot[i].qf->consumer, NULL);
+	/*
+	 * fork() caught the other threads wherever they were: a slot may
+	 * be half closed (its fd gone, or already reused by another slot),
+	 * a mapping half unmapped.  Forget what cannot be trusted: fds that
+	 * are not open, "queues" that are not, and every mapping (the child
+	 * maps its own; the parent's stay, as fork copied them).
+	 */
+	for (i = 0; i < FZ_SLOTS; i++) {
+		struct fz_slot *s = &fz.slot[i];
+		struct evq_info info;
+
+		s->map = NULL;
+		s->map_len = 0;
+		if (s->fd >= 0 && fcntl(s->fd, F_GETFD) >= 0 &&
+		    (s->kind != FZ_QUEUE ||
+		     !ioctl(s->fd, EVQ_IOC_INFO, &info))) {
+			/* What we knew may be another queue's: know nothing. */
+			if (s->kind == FZ_QUEUE)
+				s->qf = fz_qfile_new();
+			continue;
+		}
+		s->fd = -1;
+		s->kind = FZ_EMPTY;
+		s->qf = NULL;	/* the parent's to free */
+		s->gen++;
 	}
 	/* Other threads are gone: signals to them would hit nothing. */
 	fz.nthreads = 1;
