@@ -29,7 +29,7 @@
 #include "evq_fuzz.h"
 
 #define FZ_PRINT_MAX	20	/* failures printed per process */
-#define FZ_HANG_S	300	/* no operation finished for this long: hung */
+#define FZ_HANG_S	120	/* no operation finished for this long: hung */
 
 struct fz_ctx fz;
 
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
 	pid_t pids[64];
 	uint64_t last = 0, t0, t1;
 	struct timespec ts;
-	int idle = 0, procs_left;
+	int idle = 0, ticks = 0, procs_left;
 	char why[256] = "", *end;
 	sigset_t set;
 
@@ -283,6 +283,12 @@ int main(int argc, char **argv)
 		if (pid < 0 && errno != EINTR)
 			break;
 		sleep(1);
+		if (!(++ticks % 30)) {
+			printf("# progress: %" PRIu64 " ops after %d s\n",
+			       __atomic_load_n(&fz.sh->heartbeat, __ATOMIC_RELAXED),
+			       ticks);
+			fflush(stdout);
+		}
 		if (__atomic_load_n(&fz.sh->heartbeat, __ATOMIC_RELAXED) != last) {
 			last = __atomic_load_n(&fz.sh->heartbeat, __ATOMIC_RELAXED);
 			idle = 0;
