@@ -123,6 +123,15 @@ static void fz_dump_stacks(pid_t pid)
 		 "sed 's/^/#   /' $t/stack 2>/dev/null; done", (int)pid);
 	if (system(cmd) < 0)
 		perror("evq_fuzz: system");
+	/* Every blocked task, kworkers too, to the kernel log (root only). */
+	{
+		int fd = open("/proc/sysrq-trigger", O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			(void)!write(fd, "w", 1);
+			close(fd);
+		}
+	}
 }
 
 static void fz_sig_noop(int sig)
