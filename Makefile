@@ -22,7 +22,7 @@ export TOP BUILD KSFT_DIR
 KMOD_SRCS := $(filter-out %.mod.c,$(wildcard $(TOP)/kmod/*.[ch])) \
 	$(TOP)/kmod/Kbuild $(TOP)/uapi/linux/evq.h $(TOP)/VERSION
 
-.PHONY: all deps module modules-all lib selftests tools check check-host \
+.PHONY: all deps module modules-all lib selftests tools check check-long check-host \
 	check-vm fuzz demo bench bench-queue bench-sendfile bench-mta \
 	bench-generations style clean help
 
@@ -32,6 +32,7 @@ help:
 	@echo "make            build kmod/evq.ko (KVER=$(KVER)), libevq, tools"
 	@echo "make deps       install every Debian package needed (root)"
 	@echo "make check      host tests, then VM selftests on: $(KVERS)"
+	@echo "make check-long the slow suites (a million fuzzer operations per kernel)"
 	@echo "make fuzz       each libFuzzer harness FUZZ_SECONDS=$(FUZZ_SECONDS) (Documentation/reliability.rst)"
 	@echo "make demo       deliverd delivers a 20,000-message mail merge in the VM"
 	@echo "make bench      evq against its peers, with plots (GROUP=queue sendfile mta generations)"
@@ -102,6 +103,11 @@ tools: lib
 check: deps
 	@$(MAKE) -s all modules-all selftests
 	@$(TOP)/tools/check
+
+# Suites too slow for check (hours under TCG): tools/check-long.
+check-long: deps
+	@$(MAKE) -s all modules-all selftests
+	@$(TOP)/tools/check-long
 
 # The parsers of outside input under libFuzzer (clang, ASan+UBSan): each
 # harness for FUZZ_SECONDS, new inputs and crashes kept in build/fuzz/.

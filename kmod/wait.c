@@ -20,11 +20,24 @@
  */
 static DEFINE_PER_CPU(unsigned int, evq_wake_depth);
 
+/*
+ * Wake poll_wq with the depth counted, from evq_wake() and from the
+ * worker alike: a wake-up that comes back to this queue (it watches an
+ * epoll fd that watches it) must find the depth raised and go to the
+ * worker, or it would take poll_wq's lock a second time on this CPU.
+ */
+static void evq_wake_pollers(struct evq_queue *q)
+{
+	preempt_disable();
+	this_cpu_inc(evq_wake_depth);
+	wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
+	this_cpu_dec(evq_wake_depth);
+	preempt_enable();
+}
+
 void evq_wake_work(struct work_struct *work)
 {
-	struct evq_queue *q = container_of(work, struct evq_queue, wake_work);
-
-	wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
+	evq_wake_pollers(container_of(work, struct evq_queue, wake_work));
 }
 
 /**
@@ -52,13 +65,10 @@ void evq_wake(struct evq_queue *q, bool sync)
 	if (!waitqueue_active(&q->poll_wq))
 		return;
 	preempt_disable();
-	if (this_cpu_read(evq_wake_depth)) {
+	if (this_cpu_read(evq_wake_depth))
 		queue_work(system_wq, &q->wake_work);
-	} else {
-		this_cpu_inc(evq_wake_depth);
-		wake_up_poll(&q->poll_wq, EPOLLIN | EPOLLRDNORM);
-		this_cpu_dec(evq_wake_depth);
-	}
+	else
+		evq_wake_pollers(q);
 	preempt_enable();
 }
 
@@ -146,8 +156,9 @@ static long evq_wait(struct evq_queue *q, const struct evq_wait *wt,
 	u32 avail;
 	long ret;
 
+	/* Saturate: a deadline centuries away must not wrap into the past. */
 	if (wt->timeout_ns > 0)
-		expires = ktime_add_ns(ktime_get(), wt->timeout_ns);
+		expires = ktime_add_safe(ktime_get(), ns_to_ktime(wt->timeout_ns));
 
 	evq_enter(q);
 	for (;;) {

@@ -6,6 +6,7 @@
  * queue fd, and the module refusing to unload while a queue is open.
  */
 #include "evq_util.h"
+#include <sched.h>
 #include <sys/wait.h>
 
 FIXTURE(life) {
@@ -535,6 +536,49 @@ TEST_F(life, wakeup_cycle_through_epoll)
 	/* Every write was reported; the queue kept working. */
 	EXPECT_EQ(20U, from_pipe);
 	EXPECT_EQ(got, from_ep + from_pipe);
+	close(ep);
+}
+
+/*
+ * The same cycle, with the deferred wake-up running after userspace has
+ * consumed the epoll watch's entry: the worker's wake-up of the queue's
+ * poll wait queue reaches the epoll watch again, which posts and wakes
+ * the queue once more, from inside the worker's wake-up.  Regression:
+ * the worker did not count itself as a wake-up in progress, so that
+ * nested wake-up took the poll wait queue's lock again and the CPU
+ * spun forever with interrupts off (found by evq_fuzz).  One CPU for
+ * the test and its worker, harvest before anything can sleep, then
+ * yield: the worker runs with the entry consumed.
+ */
+TEST_F(life, wakeup_cycle_from_worker)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct evq_cqe c[64];
+	cpu_set_t one;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	char buf[16];
+
+	ASSERT_LE(0, ep);
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(one), &one));
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->q.fd, &ev));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, ep, EPOLLIN,
+			      EVQ_WATCH_EDGE, 0xe9));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->p[0], EPOLLIN,
+			      EVQ_WATCH_EDGE, 0x91));
+	for (int k = 0; k < 200; k++) {
+		ASSERT_EQ(1, write(self->p[1], "c", 1));
+		evq_harvest(&self->q, c, 64);
+		sched_yield();
+		evq_sleep_ms(1);
+		evq_harvest(&self->q, c, 64);
+		while (read(self->p[0], buf, sizeof(buf)) > 0)
+			;
+	}
+	/* Still alive, and the queue still reports a write. */
+	ASSERT_EQ(1, write(self->p[1], "d", 1));
+	EXPECT_LE(1U, evq_collect(&self->q, c, 64, 1, 3000));
 	close(ep);
 }
 

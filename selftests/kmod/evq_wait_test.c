@@ -6,6 +6,7 @@
  */
 #include "evq_util.h"
 #include <pthread.h>
+#include <sched.h>
 
 #define NTHREADS	3
 
@@ -104,6 +105,48 @@ TEST_F(wait, woken_by_event_from_thread)
 	EXPECT_EQ(1, evq_wait(self->q.fd, 10 * NSEC_PER_SEC, 1, 0));
 	pthread_join(t, NULL);
 	EXPECT_EQ(1U, evq_ring_count(&self->q));
+}
+
+/* Short sleeps on the waiter's CPU: an hrtimer expires every millisecond. */
+static void *ticker_fn(void *arg)
+{
+	volatile int *stop = arg;
+
+	while (!*stop)
+		evq_sleep_ms(1);
+	return NULL;
+}
+
+/*
+ * A timeout of centuries is as good as none: the wait must not end
+ * before the event.  Regression: the deadline was now + timeout_ns, which
+ * wraps negative for timeouts near INT64_MAX; the hrtimer then kept a
+ * far hard expiry but a soft one in the past, so the next timer to fire
+ * on that CPU (the ticker's) ended the wait with nothing.
+ */
+TEST_F(wait, huge_timeout_does_not_wrap)
+{
+	struct writer w = { .fd = self->p[0][1], .delay_ms = 300, .count = 1 };
+	int64_t huge[] = { INT64_MAX, INT64_MAX - 1, INT64_MAX / 2 + 1 };
+	volatile int stop = 0;
+	pthread_t t, tick;
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(one), &one));
+	/* Created after the call above: the ticker inherits CPU 0. */
+	ASSERT_EQ(0, pthread_create(&tick, NULL, ticker_fn, (void *)&stop));
+	for (unsigned int i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		ASSERT_EQ(0, pthread_create(&t, NULL, writer_fn, &w));
+		EXPECT_EQ(1, evq_wait(self->q.fd, huge[i], 1, 0))
+			TH_LOG("timeout %lld ns", (long long)huge[i]);
+		pthread_join(t, NULL);
+		evq_harvest(&self->q, NULL, 16);
+		evq_drain_fd(self->p[0][0]);
+	}
+	stop = 1;
+	pthread_join(tick, NULL);
 }
 
 TEST_F(wait, min_events_waits_for_enough)
