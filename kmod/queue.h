@@ -194,6 +194,8 @@ struct evq_pwq {
  * @on_level: on @q->level_list
  * @on_pollq: on @q->pollq_list
  * @posted: @posted_seq and @posted_events describe an entry in the ring
+ * @nests: @file is an epoll file, which may hold @q: its wake-ups must
+ *	not wake @q's pollers in place (see evq_wake_nested())
  * @ovf_events: events waiting on the ready list
  * @posted_seq: ring index of the last entry posted
  * @posted_events: its events
@@ -217,6 +219,7 @@ struct evq_watch {
 	bool on_level;
 	bool on_pollq;
 	bool posted;
+	bool nests;
 	__poll_t ovf_events;
 	u32 posted_seq;
 	__poll_t posted_events;
@@ -354,6 +357,7 @@ long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);
 /* wait.c */
 long evq_wait_ioctl(struct evq_queue *q, struct evq_wait __user *arg);
 void evq_wake(struct evq_queue *q, bool sync);
+void evq_wake_nested(struct evq_queue *q, bool sync);
 void evq_wake_work(struct work_struct *work);
 
 /* op.c */

@@ -16,7 +16,9 @@
  * Depth of poll_wq wake-ups on this CPU.  A queue that watches an epoll fd
  * that watches the queue would otherwise wake its own poll_wq again from
  * inside that wake-up, under the lock it holds: nested wake-ups go to a
- * worker, which breaks every such cycle.
+ * worker, which breaks every such cycle.  The cycle can start on either
+ * side: in this queue's poll_wq (evq_wake_pollers()) or in the epoll
+ * file's own poll wake-up (evq_wake_nested()).
  */
 static DEFINE_PER_CPU(unsigned int, evq_wake_depth);
 
@@ -69,6 +71,28 @@ void evq_wake(struct evq_queue *q, bool sync)
 		queue_work(system_wq, &q->wake_work);
 	else
 		evq_wake_pollers(q);
+	preempt_enable();
+}
+
+/**
+ * evq_wake_nested() - evq_wake() from inside another file's wake-up that
+ *	may lead back to this queue
+ * @q: the queue
+ * @sync: as for evq_wake()
+ *
+ * An epoll file X that @q watches wakes @q under X's poll_wait lock; if X
+ * also holds @q, waking @q's pollers in place would call epoll's callback
+ * for X, which wakes X's poll_wait again: the same lock, on this CPU.
+ * epoll's own loop check at EPOLL_CTL_ADD cannot see through @q, so the
+ * cycle is broken here: the sleepers in EVQ_IOC_WAIT are woken at once,
+ * the pollers from the worker.
+ */
+void evq_wake_nested(struct evq_queue *q, bool sync)
+{
+	preempt_disable();
+	this_cpu_inc(evq_wake_depth);
+	evq_wake(q, sync);
+	this_cpu_dec(evq_wake_depth);
 	preempt_enable();
 }
 

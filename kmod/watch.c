@@ -15,6 +15,8 @@
 #include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/rcupdate.h>
+#include <linux/magic.h>
+#include <linux/string.h>
 #include "queue.h"
 
 static struct kmem_cache *evq_watch_cache;
@@ -131,7 +133,9 @@ static int evq_watch_wake(wait_queue_entry_t *wait, unsigned int mode,
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 
-	if (woke || poll)
+	if ((woke || poll) && w->nests)
+		evq_wake_nested(q, sync);
+	else if (woke || poll)
 		evq_wake(q, sync);
 
 	if (events & POLLFREE) {
@@ -352,6 +356,18 @@ static struct evq_watch *evq_watch_find(struct evq_queue *q, int fd,
 	return w;
 }
 
+/*
+ * An epoll file: its poll wake-ups run under its poll_wait lock and it may
+ * hold this queue (see evq_wake_nested()).  is_file_epoll() is private to
+ * fs/eventpoll.c; an epoll file is the anonymous inode it names
+ * "[eventpoll]", a name userspace cannot give a file.
+ */
+static bool evq_file_nests(struct file *file)
+{
+	return file_inode(file)->i_sb->s_magic == ANON_INODE_FS_MAGIC &&
+	       !strcmp(file->f_path.dentry->d_name.name, "[eventpoll]");
+}
+
 int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 {
 	struct evq_ptable ept;
@@ -386,6 +402,7 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	w->q = q;
 	w->file = file;
 	w->fd = c->fd;
+	w->nests = evq_file_nests(file);
 	INIT_LIST_HEAD(&w->ovf_node);
 	INIT_LIST_HEAD(&w->level_node);
 	INIT_LIST_HEAD(&w->pollq_node);
@@ -479,18 +496,31 @@ int evq_watch_del(struct evq_queue *q, const struct evq_ctl *c)
  */
 void evq_watch_poll_queued(struct evq_queue *q)
 {
-	struct evq_watch *w, *tmp;
+	struct evq_watch *w;
 	LIST_HEAD(todo);
 
+	/*
+	 * The watches stay marked on_pollq while they wait on @todo, so a
+	 * wake-up meanwhile leaves them alone (they are about to be polled);
+	 * each is unmarked under the lock just before its poll, so a wake-up
+	 * after that queues it again for the next pass.  Clearing them all
+	 * at the splice let a wake-up link a watch into pollq_list while it
+	 * was still linked in @todo, and the walk then ran into the queue.
+	 */
 	spin_lock_irq(&q->lock);
 	list_splice_init(&q->pollq_list, &todo);
-	list_for_each_entry(w, &todo, pollq_node)
-		w->on_pollq = false;
-	spin_unlock_irq(&q->lock);
-	list_for_each_entry_safe(w, tmp, &todo, pollq_node) {
+	for (;;) {
+		w = list_first_entry_or_null(&todo, struct evq_watch,
+					     pollq_node);
+		if (!w)
+			break;
 		list_del_init(&w->pollq_node);
+		w->on_pollq = false;
+		spin_unlock_irq(&q->lock);
 		evq_watch_repoll(w);
+		spin_lock_irq(&q->lock);
 	}
+	spin_unlock_irq(&q->lock);
 }
 
 void evq_reap_schedule(struct evq_queue *q)

@@ -582,6 +582,40 @@ TEST_F(life, wakeup_cycle_from_worker)
 	close(ep);
 }
 
+/*
+ * The same cycle started from the epoll side: the pipe is in the epoll
+ * fd, not in the queue.  A write wakes the epoll fd's pollers under its
+ * poll_wait lock; the queue's watch posts and would wake the queue's
+ * pollers in place, which is the epoll fd again, and its poll_wait lock
+ * again: the CPU spun on it for good before evq_wake_nested().
+ */
+TEST_F(life, wakeup_cycle_from_epoll)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct evq_cqe c[64];
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	unsigned int seen = 0;
+	char buf[16];
+
+	ASSERT_LE(0, ep);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->q.fd, &ev));
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->p[0], &ev));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, ep, EPOLLIN,
+			      EVQ_WATCH_EDGE, 0xe9));
+	for (int k = 0; k < 200; k++) {
+		ASSERT_EQ(1, write(self->p[1], "c", 1));
+		seen += evq_collect(&self->q, c, 64, 1, 3000);
+		while (read(self->p[0], buf, sizeof(buf)) > 0)
+			;
+		/* Drain the epoll fd too, so its next wake-up is an edge. */
+		while (epoll_wait(ep, &ev, 1, 0) > 0)
+			ev.events = EPOLLIN;
+	}
+	/* Every write reached the queue through the epoll fd. */
+	EXPECT_LE(200U, seen);
+	close(ep);
+}
+
 TEST_F(life, watches_an_epoll_fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN };

@@ -391,4 +391,75 @@ TEST_F_TIMEOUT(wait, exclusive_rest_time_out, 60)
 	pthread_barrier_destroy(&bar);
 }
 
+#define NPOLLED	64
+
+struct polled_writer {
+	int (*p)[2];
+	volatile int stop;
+	unsigned long writes;
+};
+
+static void *polled_write(void *arg)
+{
+	struct polled_writer *pw = arg;
+
+	while (!pw->stop)
+		for (int i = 0; i < NPOLLED; i++)
+			if (write(pw->p[i][1], "w", 1) == 1)
+				pw->writes++;
+	return NULL;
+}
+
+/*
+ * Watches whose wake-ups are polled at the next wait (EPOLLPRI is not a
+ * mask the module trusts), woken from another CPU while a wait polls them.
+ * The wait once unmarked the whole batch before polling it one by one, so
+ * a wake-up meanwhile linked a watch still in the batch into the queue's
+ * list, and the walk went on into the queue itself: an Oops in
+ * evq_watch_repoll() with the queue's mutex held, every later call on the
+ * queue stuck.  The fuzzer found it; this makes the window wide.
+ */
+TEST_F_TIMEOUT(wait, polled_watches_woken_during_wait, 120)
+{
+	struct polled_writer pw = { 0 };
+	int p[NPOLLED][2];
+	struct evq_cqe c[64];
+	unsigned long got = 0;
+	struct evq_q q;
+	pthread_t th;
+	char buf[64];
+	int64_t end;
+
+	EVQ_REQUIRE_DEVICE();
+	ASSERT_EQ(0, evq_q_open(&q, 64));
+	for (int i = 0; i < NPOLLED; i++) {
+		ASSERT_EQ(0, pipe2(p[i], O_CLOEXEC | O_NONBLOCK));
+		ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, p[i][0],
+				      EPOLLIN | EPOLLPRI, EVQ_WATCH_EDGE, i));
+	}
+	pw.p = p;
+	ASSERT_EQ(0, pthread_create(&th, NULL, polled_write, &pw));
+	end = evq_now_ns() + 3 * NSEC_PER_SEC;
+	while (evq_now_ns() < end) {
+		ASSERT_LE(0, evq_wait(q.fd, 0, 0, 0));
+		got += evq_harvest(&q, c, 64);
+		for (int i = 0; i < NPOLLED; i++)
+			while (read(p[i][0], buf, sizeof(buf)) > 0)
+				;
+	}
+	pw.stop = 1;
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	/* Still alive, and the watches still report. */
+	got += evq_drain(&q, c, 64);
+	ASSERT_EQ(1, write(p[7][1], "x", 1));
+	ASSERT_LE(1U, evq_collect(&q, c, 64, 1, 3000));
+	TH_LOG("%lu writes, %lu entries", pw.writes, got);
+	EXPECT_LT(0UL, got);
+	for (int i = 0; i < NPOLLED; i++) {
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	evq_q_close(&q);
+}
+
 TEST_HARNESS_MAIN
