@@ -146,12 +146,37 @@ static int fz_tap(int n, bool ok, const char *name, const char *note)
 	return ok;
 }
 
+/* --skip scm,fork: the operations to leave out, by name. */
+static int fz_parse_skip(const char *list)
+{
+	char buf[256], *save, *name;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (name = strtok_r(buf, ",", &save); name;
+	     name = strtok_r(NULL, ",", &save)) {
+		unsigned int k;
+
+		for (k = 0; k < fz_nops && strcmp(fz_ops[k].name, name); k++)
+			;
+		if (k == fz_nops) {
+			fprintf(stderr, "evq_fuzz: --skip: no operation \"%s\"\n",
+				name);
+			return -1;
+		}
+		fz_skip_mask |= 1ULL << k;
+	}
+	return 0;
+}
+
 static void fz_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: evq_fuzz --ops N --threads T --seed S [--procs P] [--no-leak-check]\n"
+		"                [--skip OP[,OP...]]\n"
 		"  random /dev/evq ioctls, mmaps, closes, dups and forks from T threads\n"
 		"  in each of P processes, N operations in all; TAP on stdout.\n"
+		"  --skip leaves out the operations named (as in the '# ops:' lines),\n"
+		"  to tell which one a finding needs.\n"
 		"  EVQ_SCRATCH=dir adds a file on that (block-backed) file system.\n");
 }
 
@@ -163,6 +188,7 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "procs", required_argument, NULL, 'p' },
 		{ "no-leak-check", no_argument, NULL, 'L' },
+		{ "skip", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -205,6 +231,10 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			leak_check = false;
+			break;
+		case 'S':
+			if (fz_parse_skip(optarg))
+				goto bad;
 			break;
 		case 'h':
 			fz_usage(stdout);

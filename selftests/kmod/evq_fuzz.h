@@ -131,7 +131,6 @@ struct fz_ctx {
 	/* Memory the bad-pointer cases use. */
 	void *page_none;		/* PROT_NONE */
 	void *page_ro;			/* PROT_READ, filled with zeroes */
-	void *page_guard;		/* a RW page followed by a PROT_NONE one */
 	struct fz_thread thr[FZ_MAX_THREADS];
 	int nthreads;
 	uint64_t local_failures;	/* this process's (atomic) */
@@ -186,6 +185,7 @@ struct fz_op {
 };
 extern const struct fz_op fz_ops[];
 extern const unsigned int fz_nops;
+extern uint64_t fz_skip_mask;
 void fz_run_one(struct fz_thread *t);
 int fz_child_main(struct fz_thread *t, int nops);
 

@@ -99,6 +99,30 @@ static enum fz_where fz_pick_where(struct fz_thread *t)
  * A bad place must make the copy fault: the struct runs into the
  * unmapped page by at least one byte.
  */
+/*
+ * This thread's RW page followed by a PROT_NONE one.  One page shared by
+ * every thread let another thread's copy land in the middle of a call's
+ * argument, which the checks then blamed on the module.
+ */
+static __thread unsigned char *fz_guard;
+
+static unsigned char *fz_guard_page(void)
+{
+	long pg = fz_pagesize();
+	unsigned char *g;
+
+	if (fz_guard)
+		return fz_guard;
+	g = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g == MAP_FAILED || mprotect(g + pg, pg, PROT_NONE)) {
+		perror("evq_fuzz: guard page");
+		exit(2);
+	}
+	fz_guard = g;
+	return g;
+}
+
 static void *fz_place(struct fz_thread *t, enum fz_where w, void *arg,
 		      size_t len)
 {
@@ -122,7 +146,7 @@ static void *fz_place(struct fz_thread *t, enum fz_where w, void *arg,
 		return fz.page_ro;
 	case W_STRADDLE:
 		in = fz_below(&t->rng, len);	/* bytes that fit */
-		g = (unsigned char *)fz.page_guard + fz_pagesize() - in;
+		g = fz_guard_page() + fz_pagesize() - in;
 		memcpy(g, arg, in);
 		return g;
 	}
@@ -172,6 +196,9 @@ static uint32_t fz_known_entries(int i)
  * The call's result in @ret (-errno on failure): in @errs or a count in
  * [@lo, @hi].  Returns true when the result may be judged further.
  */
+/* What the fd named when an ioctl said it was no queue, for the report. */
+static __thread char fz_badfd[160];
+
 static bool fz_judge(struct fz_thread *t, const char *op, int i,
 		     unsigned int gen, long ret, const int *errs, long lo,
 		     long hi, const char *what)
@@ -182,8 +209,10 @@ static bool fz_judge(struct fz_thread *t, const char *op, int i,
 		return false;
 	}
 	if (ret < 0 && !fz_in((int)-ret, errs)) {
-		fz_fail(t, op, "%s: unexpected errno %ld (%s)", what, -ret,
-			strerror((int)-ret));
+		fz_fail(t, op, "%s: unexpected errno %ld (%s)%s%s, gen %u", what,
+			-ret, strerror((int)-ret),
+			ret == -EBADF || ret == -ENOTTY ? " on " : "",
+			ret == -EBADF || ret == -ENOTTY ? fz_badfd : "", gen);
 		return false;
 	}
 	if (ret >= 0 && (ret < lo || ret > hi)) {
@@ -198,6 +227,15 @@ static long fz_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	long r = ioctl(fd, cmd, arg);
 
+	if (r < 0 && (errno == EBADF || errno == ENOTTY)) {
+		char path[32], link[96] = "";
+		int e = errno;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		(void)!readlink(path, link, sizeof(link) - 1);
+		snprintf(fz_badfd, sizeof(fz_badfd), "fd %d (%s)", fd, link);
+		errno = e;
+	}
 	return r < 0 ? -errno : r;
 }
 
@@ -427,7 +465,7 @@ static void op_ctl(struct fz_thread *t)
 		/* @fit whole entries, then one running into the hole. */
 		if (nr > 1 && nr <= FZ_MAX_ENTRIES) {
 			fit = fz_below(&t->rng, nr < 64 ? nr : 64);
-			unsigned char *g = (unsigned char *)fz.page_guard + pg -
+			unsigned char *g = fz_guard_page() + pg -
 				fit * sizeof(*e) - fz_below(&t->rng, sizeof(*e));
 
 			memcpy(g, e, fit * sizeof(*e));
@@ -1214,6 +1252,14 @@ const struct fz_op fz_ops[] = {
 };
 const unsigned int fz_nops = sizeof(fz_ops) / sizeof(fz_ops[0]);
 
+/* Operations --skip named: weight 0. */
+uint64_t fz_skip_mask;
+
+static unsigned int fz_weight(unsigned int k)
+{
+	return fz_skip_mask & (1ULL << k) ? 0 : fz_ops[k].weight;
+}
+
 void fz_run_one(struct fz_thread *t)
 {
 	static unsigned int total;
@@ -1223,7 +1269,7 @@ void fz_run_one(struct fz_thread *t)
 		unsigned int sum = 0;
 
 		for (k = 0; k < fz_nops; k++)
-			sum += fz_ops[k].weight;
+			sum += fz_weight(k);
 		__atomic_store_n(&total, sum, __ATOMIC_RELAXED);
 	}
 	if (!fz_ents) {
@@ -1234,8 +1280,8 @@ void fz_run_one(struct fz_thread *t)
 		}
 	}
 	r = fz_below(&t->rng, __atomic_load_n(&total, __ATOMIC_RELAXED));
-	for (k = 0; k < fz_nops - 1 && r >= fz_ops[k].weight; k++)
-		r -= fz_ops[k].weight;
+	for (k = 0; k < fz_nops - 1 && r >= fz_weight(k); k++)
+		r -= fz_weight(k);
 	t->cur = fz_ops[k].name;
 	fz_ops[k].run(t);
 	t->cur = NULL;

@@ -364,7 +364,6 @@ static int fz_make_file(const char *path, size_t size)
 int fz_pool_init(void)
 {
 	long pg = sysconf(_SC_PAGESIZE);
-	char *g;
 
 	pthread_mutex_init(&fz.pool_lock, NULL);
 	for (int i = 0; i < FZ_SLOTS; i++) {
@@ -389,14 +388,10 @@ int fz_pool_init(void)
 			    -1, 0);
 	fz.page_ro = mmap(NULL, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
 			  -1, 0);
-	g = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (fz.page_none == MAP_FAILED || fz.page_ro == MAP_FAILED ||
-	    g == MAP_FAILED || mprotect(g + pg, pg, PROT_NONE)) {
+	if (fz.page_none == MAP_FAILED || fz.page_ro == MAP_FAILED) {
 		perror("evq_fuzz: mmap");
 		return -1;
 	}
-	fz.page_guard = g;
 	return 0;
 }
 
@@ -424,5 +419,4 @@ void fz_pool_destroy(void)
 		unlink(fz.scratch_path);
 	munmap(fz.page_none, pg);
 	munmap(fz.page_ro, pg);
-	munmap(fz.page_guard, 2 * pg);
 }
