@@ -121,7 +121,15 @@ static void evq_flush_ovf(struct evq_queue *q)
 	evq_queue_update_flags(q);
 }
 
-/* Re-poll consumed level-mode watches.  q->mtx held. */
+/*
+ * Re-poll consumed level-mode watches.  q->mtx held.
+ *
+ * The watches stay marked on_level while they wait on @todo: a wake-up
+ * meanwhile that posts a new entry must not link them into level_list
+ * while they are still linked here.  Each is unmarked under the lock when
+ * its turn comes; one that was posted again meanwhile goes back on
+ * level_list to wait for that entry's consumption instead of a poll.
+ */
 static void evq_recheck_level(struct evq_queue *q)
 {
 	struct evq_watch *w, *tmp;
@@ -129,18 +137,23 @@ static void evq_recheck_level(struct evq_queue *q)
 
 	spin_lock_irq(&q->lock);
 	list_for_each_entry_safe(w, tmp, &q->level_list, level_node) {
-		if (!evq_ring_consumed(q, w->posted_seq))
+		if (evq_ring_consumed(q, w->posted_seq))
+			list_move_tail(&w->level_node, &todo);
+	}
+	while ((w = list_first_entry_or_null(&todo, struct evq_watch,
+					     level_node))) {
+		if (w->posted && !evq_ring_consumed(q, w->posted_seq)) {
+			list_move_tail(&w->level_node, &q->level_list);
 			continue;
+		}
+		list_del_init(&w->level_node);
 		w->on_level = false;
-		list_move_tail(&w->level_node, &todo);
+		spin_unlock_irq(&q->lock);
+		evq_watch_repoll(w);
+		spin_lock_irq(&q->lock);
 	}
 	evq_queue_update_flags(q);
 	spin_unlock_irq(&q->lock);
-
-	list_for_each_entry_safe(w, tmp, &todo, level_node) {
-		list_del_init(&w->level_node);
-		evq_watch_repoll(w);
-	}
 }
 
 static void evq_enter(struct evq_queue *q)

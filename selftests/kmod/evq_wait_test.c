@@ -411,15 +411,16 @@ static void *polled_write(void *arg)
 }
 
 /*
- * Watches whose wake-ups are polled at the next wait (EPOLLPRI is not a
- * mask the module trusts), woken from another CPU while a wait polls them.
- * The wait once unmarked the whole batch before polling it one by one, so
- * a wake-up meanwhile linked a watch still in the batch into the queue's
- * list, and the walk went on into the queue itself: an Oops in
- * evq_watch_repoll() with the queue's mutex held, every later call on the
- * queue stuck.  The fuzzer found it; this makes the window wide.
+ * Watches woken from another CPU while a wait walks them, with the
+ * queue's lock dropped for each poll: 64 pipes written by a thread for
+ * 3 s while this one waits and consumes.  Both walks once unmarked their
+ * whole batch first, so a wake-up meanwhile linked a watch still in the
+ * batch into the queue's list, and the walk went on into the queue
+ * itself: list corruption, or an Oops with the queue's mutex held and
+ * every later call on the queue stuck.  The fuzzer found both.
  */
-TEST_F_TIMEOUT(wait, polled_watches_woken_during_wait, 120)
+static void woken_during_wait(struct __test_metadata *_metadata,
+			      uint32_t events, uint32_t flags)
 {
 	struct polled_writer pw = { 0 };
 	int p[NPOLLED][2];
@@ -430,12 +431,11 @@ TEST_F_TIMEOUT(wait, polled_watches_woken_during_wait, 120)
 	char buf[64];
 	int64_t end;
 
-	EVQ_REQUIRE_DEVICE();
 	ASSERT_EQ(0, evq_q_open(&q, 64));
 	for (int i = 0; i < NPOLLED; i++) {
 		ASSERT_EQ(0, pipe2(p[i], O_CLOEXEC | O_NONBLOCK));
-		ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, p[i][0],
-				      EPOLLIN | EPOLLPRI, EVQ_WATCH_EDGE, i));
+		ASSERT_EQ(0, evq_ctl1(q.fd, EVQ_CTL_ADD, p[i][0], events,
+				      flags, i));
 	}
 	pw.p = p;
 	ASSERT_EQ(0, pthread_create(&th, NULL, polled_write, &pw));
@@ -460,6 +460,18 @@ TEST_F_TIMEOUT(wait, polled_watches_woken_during_wait, 120)
 		close(p[i][1]);
 	}
 	evq_q_close(&q);
+}
+
+/* EPOLLPRI is not a mask the module trusts: polled at the next wait. */
+TEST_F_TIMEOUT(wait, polled_watches_woken_during_wait, 120)
+{
+	woken_during_wait(_metadata, EPOLLIN | EPOLLPRI, EVQ_WATCH_EDGE);
+}
+
+/* Level mode: consumed entries are re-polled at the next wait. */
+TEST_F_TIMEOUT(wait, level_watches_woken_during_wait, 120)
+{
+	woken_during_wait(_metadata, EPOLLIN, 0);
 }
 
 TEST_HARNESS_MAIN
