@@ -142,7 +142,7 @@ static void evq_recheck_level(struct evq_queue *q)
 	}
 	while ((w = list_first_entry_or_null(&todo, struct evq_watch,
 					     level_node))) {
-		if (w->posted && !evq_ring_consumed(q, w->posted_seq)) {
+		if (!evq_ring_consumed(q, w->posted_seq)) {
 			list_move_tail(&w->level_node, &q->level_list);
 			continue;
 		}

@@ -133,10 +133,12 @@ static int evq_watch_wake(wait_queue_entry_t *wait, unsigned int mode,
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 
-	if ((woke || poll) && w->nests)
-		evq_wake_nested(q, sync);
-	else if (woke || poll)
-		evq_wake(q, sync);
+	if (woke || poll) {
+		if (w->nests)
+			evq_wake_nested(q, sync);
+		else
+			evq_wake(q, sync);
+	}
 
 	if (events & POLLFREE) {
 		/* The head is going away: unhook now, tell unhook not to. */
@@ -509,11 +511,8 @@ void evq_watch_poll_queued(struct evq_queue *q)
 	 */
 	spin_lock_irq(&q->lock);
 	list_splice_init(&q->pollq_list, &todo);
-	for (;;) {
-		w = list_first_entry_or_null(&todo, struct evq_watch,
-					     pollq_node);
-		if (!w)
-			break;
+	while ((w = list_first_entry_or_null(&todo, struct evq_watch,
+					     pollq_node))) {
 		list_del_init(&w->pollq_node);
 		w->on_pollq = false;
 		spin_unlock_irq(&q->lock);
