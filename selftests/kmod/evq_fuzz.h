@@ -69,7 +69,9 @@ struct fz_qfile {
  * @qf and the mapping; ring readers take it for reading so the mapping
  * cannot go away under them.  ioctls read @fd without it: an fd closed
  * and reused under them is part of the game, and @gen tells the checks
- * it happened.
+ * it happened.  @gen works as a sequence count: odd while a change is
+ * under way (fz_slot_begin() to fz_slot_end()), so a call that read an
+ * odd value, or a value that moved, judges nothing.
  */
 struct fz_slot {
 	pthread_rwlock_t lock;
@@ -168,6 +170,8 @@ int fz_pool_init(void);
 void fz_pool_fill(struct fz_thread *t);
 void fz_pool_destroy(void);
 int fz_slot_open(struct fz_thread *t, int i, int kind);
+void fz_slot_begin(struct fz_slot *s);
+void fz_slot_end(struct fz_slot *s);
 void fz_slot_close_locked(struct fz_slot *s);
 int fz_pick(struct fz_thread *t, int kind);
 int fz_pick_any(struct fz_thread *t);

@@ -50,12 +50,37 @@ struct fz_nlmsg {
 	char buf[4096];
 };
 
+/*
+ * Op "signal" interrupts any thread with SIGUSR1, installed without
+ * SA_RESTART so that waits see EINTR: the netlink calls must retry.
+ */
+static int fz_nl_send(int s, const struct fz_nlmsg *req)
+{
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	ssize_t n;
+
+	do {
+		n = sendto(s, req, req->nh.nlmsg_len, 0,
+			   (struct sockaddr *)&kernel, sizeof(kernel));
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -1 : 0;
+}
+
+static int fz_nl_recv(int s, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = recv(s, buf, len, 0);
+	} while (n < 0 && errno == EINTR);
+	return (int)n;
+}
+
 /* One request, one reply; returns the reply's length or -1. */
 static int fz_nl_call(int s, uint16_t type, uint8_t cmd, uint8_t ver,
 		      const char *name, struct fz_nlmsg *rep)
 {
 	struct fz_nlmsg req = { 0 };
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	int len;
 
 	req.nh.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
@@ -74,10 +99,9 @@ static int fz_nl_call(int s, uint16_t type, uint8_t cmd, uint8_t ver,
 		req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) +
 				   NLA_ALIGN(a->nla_len);
 	}
-	if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel,
-		   sizeof(kernel)) < 0)
+	if (fz_nl_send(s, &req) < 0)
 		return -1;
-	len = recv(s, rep, sizeof(*rep), 0);
+	len = fz_nl_recv(s, rep, sizeof(*rep));
 	if (len < (int)NLMSG_LENGTH(GENL_HDRLEN) || !NLMSG_OK(&rep->nh, len) ||
 	    rep->nh.nlmsg_type == NLMSG_ERROR)
 		return -1;
@@ -151,7 +175,6 @@ out:
  */
 long fz_nl_dump_queues(void)
 {
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	/* Room for the largest dump message netlink would build. */
 	static __thread union {
 		struct fz_nlmsg m;
@@ -175,15 +198,14 @@ long fz_nl_dump_queues(void)
 	req.nh.nlmsg_seq = 2;
 	req.gh.cmd = EVQ_CMD_GET_QUEUE;
 	req.gh.version = EVQ_GENL_VERSION;
-	if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel,
-		   sizeof(kernel)) < 0) {
+	if (fz_nl_send(s, &req) < 0) {
 		close(s);
 		return -2;
 	}
 	for (;;) {
 		struct nlmsghdr *nh = &rep.m.nh;
 
-		len = recv(s, &rep, sizeof(rep), 0);
+		len = fz_nl_recv(s, &rep, sizeof(rep));
 		if (len <= 0) {
 			n = -2;
 			break;

@@ -10,8 +10,9 @@
  * ioctl's documented set, a count out of range or a broken promise (a
  * batch that does not stop at the faulting entry, a private mapping that
  * succeeds) is a failure.  When the fd changed under the call (another
- * thread closed or replaced it: the slot's generation moved), anything
- * goes and the result only counts as raced.
+ * thread closed or replaced it: the slot's generation moved, or was odd,
+ * see fz_slot_begin()), anything goes and the result only counts as
+ * raced.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -203,7 +204,7 @@ static bool fz_judge(struct fz_thread *t, const char *op, int i,
 		     unsigned int gen, long ret, const int *errs, long lo,
 		     long hi, const char *what)
 {
-	if (fz_gen_of(i) != gen ||
+	if ((gen & 1) || fz_gen_of(i) != gen ||
 	    __atomic_load_n(&fz.slot[i].kind, __ATOMIC_RELAXED) != FZ_QUEUE) {
 		__atomic_add_fetch(&fz.sh->raced, 1, __ATOMIC_RELAXED);
 		return false;
@@ -1032,8 +1033,8 @@ static void op_dup(struct fz_thread *t)
 		munmap(ds->map, ds->map_len);
 		ds->map = NULL;
 	}
-	/* Before the number changes files: see fz_slot_close_locked(). */
-	__atomic_add_fetch(&ds->gen, 1, __ATOMIC_RELEASE);
+	/* Before the number changes files: see fz_slot_begin(). */
+	fz_slot_begin(ds);
 	if (ds->fd >= 0 && fz_one_in(&t->rng, 2)) {
 		fd = dup2(ss->fd, ds->fd);
 	} else {
@@ -1041,17 +1042,17 @@ static void op_dup(struct fz_thread *t)
 		if (fd >= 0 && ds->fd >= 0)
 			close(ds->fd);
 	}
-	if (fd < 0)
-		goto out;
-	pthread_mutex_lock(&fz.pool_lock);
-	fz_qfile_put_locked(ds->qf);
-	ds->qf = ss->qf;
-	if (ds->qf)
-		ds->qf->refs++;
-	pthread_mutex_unlock(&fz.pool_lock);
-	__atomic_store_n(&ds->fd, fd, __ATOMIC_RELAXED);
-	ds->kind = ss->kind;
-	__atomic_add_fetch(&ds->gen, 1, __ATOMIC_RELEASE);
+	if (fd >= 0) {
+		pthread_mutex_lock(&fz.pool_lock);
+		fz_qfile_put_locked(ds->qf);
+		ds->qf = ss->qf;
+		if (ds->qf)
+			ds->qf->refs++;
+		pthread_mutex_unlock(&fz.pool_lock);
+		__atomic_store_n(&ds->fd, fd, __ATOMIC_RELAXED);
+		ds->kind = ss->kind;
+	}
+	fz_slot_end(ds);
 out:
 	pthread_rwlock_unlock(&b->lock);
 	pthread_rwlock_unlock(&a->lock);
@@ -1311,6 +1312,8 @@ int fz_child_main(struct fz_thread *t, int nops)
 
 		s->map = NULL;
 		s->map_len = 0;
+		/* A change caught half done: what is kept below is whole. */
+		s->gen = (s->gen | 1) + 1;
 		if (s->fd >= 0 && fcntl(s->fd, F_GETFD) >= 0 &&
 		    (s->kind != FZ_QUEUE ||
 		     !ioctl(s->fd, EVQ_IOC_INFO, &info))) {
@@ -1322,7 +1325,7 @@ int fz_child_main(struct fz_thread *t, int nops)
 		s->fd = -1;
 		s->kind = FZ_EMPTY;
 		s->qf = NULL;	/* the parent's to free */
-		s->gen++;
+		s->gen += 2;
 	}
 	/* Other threads are gone: signals to them would hit nothing. */
 	fz.nthreads = 1;

@@ -58,14 +58,26 @@ unsigned int fz_gen_of(int i)
 }
 
 /*
- * Empty a slot: unmap, close, forget.  Slot write-locked.  The generation
- * moves before the close too: a call that read the fd number and its
- * generation before, and runs on the number once another file has it,
- * must see a new generation when it returns.
+ * A change of a slot's fd, kind or file begins and ends here, slot
+ * write-locked.  The generation is odd in between: a call that read the
+ * fd number meanwhile may have run on a number already closed (or given
+ * to another file) while the slot still names it, and must not be judged.
+ * Comparing generations alone missed that: a call could read the fd
+ * after the first bump and finish before the second.
  */
-void fz_slot_close_locked(struct fz_slot *s)
+void fz_slot_begin(struct fz_slot *s)
 {
 	__atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
+}
+
+void fz_slot_end(struct fz_slot *s)
+{
+	__atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
+}
+
+/* Unmap, close, forget, inside a change begun by fz_slot_begin(). */
+static void fz_slot_clear(struct fz_slot *s)
+{
 	if (s->map)
 		munmap(s->map, s->map_len);
 	s->map = NULL;
@@ -78,7 +90,14 @@ void fz_slot_close_locked(struct fz_slot *s)
 	s->qf = NULL;
 	__atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED);
 	s->kind = FZ_EMPTY;
-	__atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
+}
+
+/* Empty a slot.  Slot write-locked. */
+void fz_slot_close_locked(struct fz_slot *s)
+{
+	fz_slot_begin(s);
+	fz_slot_clear(s);
+	fz_slot_end(s);
 }
 
 static int fz_tcp_pair(int family, int sv[2])
@@ -255,9 +274,12 @@ int fz_slot_open(struct fz_thread *t, int i, int kind)
 	pthread_rwlock_wrlock(&fz.slot[a].lock);
 	if (b >= 0)
 		pthread_rwlock_wrlock(&fz.slot[b].lock);
-	fz_slot_close_locked(s);
-	if (j >= 0)
-		fz_slot_close_locked(&fz.slot[j]);
+	fz_slot_begin(s);
+	fz_slot_clear(s);
+	if (j >= 0) {
+		fz_slot_begin(&fz.slot[j]);
+		fz_slot_clear(&fz.slot[j]);
+	}
 
 	switch (kind) {
 	case FZ_QUEUE:
@@ -288,14 +310,14 @@ int fz_slot_open(struct fz_thread *t, int i, int kind)
 		s->fd = sv[0];
 		fz.slot[j].fd = sv[1];
 		fz.slot[j].kind = kind == FZ_PIPE_R ? FZ_PIPE_W : kind;
-		__atomic_add_fetch(&fz.slot[j].gen, 1, __ATOMIC_RELEASE);
 	}
-	if (ret) {
-		fz_slot_close_locked(s);
-	} else {
+	if (ret)
+		fz_slot_clear(s);
+	else
 		s->kind = kind;
-		__atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
-	}
+	if (j >= 0)
+		fz_slot_end(&fz.slot[j]);
+	fz_slot_end(s);
 	if (b >= 0)
 		pthread_rwlock_unlock(&fz.slot[b].lock);
 	pthread_rwlock_unlock(&fz.slot[a].lock);
