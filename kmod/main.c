@@ -145,9 +145,12 @@ static int __init evq_init(void)
 	ret = evq_watch_cache_init();
 	if (ret)
 		return ret;
-	ret = evq_op_cache_init();
+	ret = evq_pin_init();
 	if (ret)
 		goto err_watch;
+	ret = evq_op_cache_init();
+	if (ret)
+		goto err_pin;
 	ret = -ENOMEM;
 	evq_wq = alloc_workqueue("evq", WQ_UNBOUND, 0);
 	if (!evq_wq)
@@ -167,6 +170,8 @@ err_wq:
 	destroy_workqueue(evq_wq);
 err_op:
 	evq_op_cache_exit();
+err_pin:
+	evq_pin_exit();
 err_watch:
 	evq_watch_cache_exit();
 	return ret;
@@ -186,6 +191,7 @@ static void __exit evq_exit(void)
 	synchronize_rcu();
 	destroy_workqueue(evq_wq);
 	evq_op_cache_exit();
+	evq_pin_exit();
 	evq_watch_cache_exit();
 }
 

@@ -181,6 +181,7 @@ struct evq_pwq {
  * struct evq_watch - interest in one file
  * @q: the queue
  * @file: the watched file; the watch holds a reference
+ * @pin: counts the watches, of every queue, holding @file (kmod/pin.c)
  * @fd: the fd number it was added under (key in @q->watches)
  * @events: interest, always with EPOLLERR and EPOLLHUP
  * @mode: EVQ_WATCH_* bits
@@ -206,6 +207,7 @@ struct evq_pwq {
 struct evq_watch {
 	struct evq_queue *q;
 	struct file *file;
+	struct evq_pin *pin;
 	int fd;
 	__poll_t events;
 	u32 mode;
@@ -350,6 +352,13 @@ void evq_reap_work(struct work_struct *work);
 void evq_reap_schedule(struct evq_queue *q);
 int evq_watch_cache_init(void);
 void evq_watch_cache_exit(void);
+
+/* pin.c */
+struct evq_pin *evq_pin_get(struct file *file);
+void evq_pin_put(struct evq_pin *p);
+bool evq_pin_alone(struct evq_pin *p);
+int evq_pin_init(void);
+void evq_pin_exit(void);
 
 /* ctl.c */
 long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);

@@ -234,8 +234,10 @@ static void evq_watch_unlist(struct evq_watch *w)
  */
 void evq_watch_free(struct evq_watch *w)
 {
-	if (w->file)
+	if (w->file) {
+		evq_pin_put(w->pin);
 		fput(w->file);
+	}
 	evq_user_uncharge(w->q->user);
 	kmem_cache_free(evq_watch_cache, w);
 }
@@ -271,6 +273,7 @@ void evq_watch_close(struct evq_watch *w)
 	xa_erase(&q->watches, w->fd);
 	q->nr_watches--;
 	w->file = NULL;
+	evq_pin_put(w->pin);
 	/*
 	 * Release the file before saying so.  fput() from the reaper, a
 	 * kthread, would defer the release to another worker, and the peer
@@ -401,6 +404,9 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	w = kmem_cache_zalloc(evq_watch_cache, EVQ_GFP);
 	if (!w)
 		goto out_uncharge;
+	w->pin = evq_pin_get(file);
+	if (!w->pin)
+		goto out_free;
 	w->q = q;
 	w->file = file;
 	w->fd = c->fd;
@@ -411,7 +417,7 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	evq_watch_set(w, c);
 	ret = xa_err(xa_store(&q->watches, c->fd, w, EVQ_GFP));
 	if (ret)
-		goto out_free;
+		goto out_unpin;
 	q->nr_watches++;
 
 	ept.w = w;
@@ -430,6 +436,8 @@ int evq_watch_add(struct evq_queue *q, const struct evq_ctl *c)
 	evq_reap_schedule(q);
 	return 0;
 
+out_unpin:
+	evq_pin_put(w->pin);
 out_free:
 	kmem_cache_free(evq_watch_cache, w);
 out_uncharge:
@@ -531,7 +539,8 @@ void evq_reap_schedule(struct evq_queue *q)
 
 /*
  * A module cannot hook the final fput() as epoll does, so look for files
- * whose only reference is the watch's own: their fd was closed.  A pass
+ * whose only references are watches' (this queue's or others', see
+ * kmod/pin.c): their fds were closed.  A pass
  * looks through at most reap_batch watches and the next one resumes
  * after them, so the cost per interval stays bounded however many fds a
  * queue watches (a full walk every 100 ms of 100,000 watches, each a
@@ -555,7 +564,7 @@ void evq_reap_work(struct work_struct *work)
 			q->reap_next = fd;
 			break;
 		}
-		if (file_count(w->file) == 1)
+		if (evq_pin_alone(w->pin))
 			evq_watch_close(w);
 		if (!(++n & 1023))
 			cond_resched();

@@ -194,11 +194,12 @@ void fz_run_one(struct fz_thread *t);
 int fz_child_main(struct fz_thread *t, int nops);
 
 /* evq_fuzz_leak.c */
+#define FZ_NCACHES	4	/* evq_watch, evq_pwq, evq_op, evq_pin */
 int fz_count_fds(void);
 struct fz_leak_base {
 	long queues;			/* netlink: queues open, -1 unknown */
-	long slab[3];			/* evq_watch, evq_pwq, evq_op objects */
-	bool slab_known[3];
+	long slab[FZ_NCACHES];		/* objects in the module's caches */
+	bool slab_known[FZ_NCACHES];
 };
 void fz_leak_baseline(struct fz_leak_base *b);
 int fz_leak_check(const struct fz_leak_base *b, char *why, size_t len,

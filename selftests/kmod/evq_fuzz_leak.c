@@ -6,9 +6,9 @@
  * - Queues the module still holds, from its generic netlink counters
  *   (EVQ_CMD_GET_STATS, EVQ_A_QUEUES): a queue lives until its last
  *   reference, the file, a mapping or an operation in flight, is gone.
- * - Objects in the module's slab caches (evq_watch, evq_pwq, evq_op),
- *   from /sys/kernel/slab after a shrink, which flushes the per-CPU
- *   slabs so the count is exact.  A cache the kernel merged with
+ * - Objects in the module's slab caches (evq_watch, evq_pwq, evq_op,
+ *   evq_pin), from /sys/kernel/slab after a shrink, which flushes the
+ *   per-CPU slabs so the count is exact.  A cache the kernel merged with
  *   another (the default; boot with slab_nomerge) cannot be counted and
  *   is skipped, saying so.
  */
@@ -27,7 +27,9 @@
 #include <linux/netlink.h>
 #include "evq_fuzz.h"
 
-static const char *const fz_caches[3] = { "evq_watch", "evq_pwq", "evq_op" };
+static const char *const fz_caches[FZ_NCACHES] = {
+	"evq_watch", "evq_pwq", "evq_op", "evq_pin",
+};
 
 int fz_count_fds(void)
 {
@@ -259,7 +261,7 @@ static long fz_slab_objects(const char *name)
 void fz_leak_baseline(struct fz_leak_base *b)
 {
 	b->queues = fz_nl_queues_open();
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < FZ_NCACHES; k++) {
 		b->slab[k] = fz_slab_objects(fz_caches[k]);
 		b->slab_known[k] = b->slab[k] >= 0;
 	}
@@ -282,7 +284,7 @@ static void fz_sleep_ms(int ms)
 int fz_leak_check(const struct fz_leak_base *b, char *why, size_t len,
 		  int *slab)
 {
-	long q = -1, n[3] = { -1, -1, -1 };
+	long q = -1, n[FZ_NCACHES] = { -1, -1, -1, -1 };
 	int k, ret;
 
 	for (int tries = 0; tries < 300; tries++) {
@@ -291,7 +293,7 @@ int fz_leak_check(const struct fz_leak_base *b, char *why, size_t len,
 		q = fz_nl_queues_open();
 		if (b->queues >= 0 && q != b->queues)
 			ok = false;
-		for (k = 0; k < 3; k++) {
+		for (k = 0; k < FZ_NCACHES; k++) {
 			if (!b->slab_known[k])
 				continue;
 			n[k] = fz_slab_objects(fz_caches[k]);
@@ -303,7 +305,7 @@ int fz_leak_check(const struct fz_leak_base *b, char *why, size_t len,
 		fz_sleep_ms(100);
 	}
 	*slab = 1;
-	for (k = 0; k < 3; k++) {
+	for (k = 0; k < FZ_NCACHES; k++) {
 		if (!b->slab_known[k]) {
 			printf("# leak: slab cache %s merged or absent: not counted\n",
 			       fz_caches[k]);

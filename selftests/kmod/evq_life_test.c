@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * evq selftests: the life of queues and watched files.  fork(), closing a
- * watched fd without DEL (EVQ_CQE_CLOSED, the file really released), fd
- * number reuse, releasing a queue with live watches, poll()/epoll on the
- * queue fd, and the module refusing to unload while a queue is open.
+ * watched fd without DEL (EVQ_CQE_CLOSED, the file really released, also
+ * when several watches hold it), a queue in flight in a socket it
+ * watches, fd number reuse, releasing a queue with live watches,
+ * poll()/epoll on the queue fd, and the module refusing to unload while a
+ * queue is open.
  */
 #include "evq_util.h"
 #include <sched.h>
@@ -252,6 +254,104 @@ TEST_F(life, dup_keeps_watch_alive)
 	close(d);
 	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 61, 5000, NULL));
 	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/*
+ * One file watched through two fds (dup): once both fds are closed only
+ * the two watches hold it, and both must go.  The reaper once compared
+ * the file's count with 1 and kept such a file open for the queue's life.
+ */
+TEST_F(life, file_watched_twice_is_reaped)
+{
+	int64_t deadline = evq_now_ns() + 5000 * NSEC_PER_MSEC;
+	int d = dup(self->sv[0]), closed[2] = { 0, 0 }, others = 0;
+	struct evq_cqe c[8];
+
+	ASSERT_LE(0, d);
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 62));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, d, EPOLLIN, 0, 63));
+	close(d);
+	/* One fd still open: no CLOSED for either. */
+	EXPECT_NO_ENTRIES(&self->q, 400);
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	/* Both, once each, in whichever order the reaper walks them. */
+	while (closed[0] + closed[1] < 2 && evq_now_ns() < deadline) {
+		uint32_t n = evq_collect(&self->q, c, 8, 1, 100);
+
+		for (uint32_t k = 0; k < n; k++) {
+			if (evq_cqe_type(&c[k]) == EVQ_CQE_CLOSED &&
+			    (c[k].user_data == 62 || c[k].user_data == 63))
+				closed[c[k].user_data - 62]++;
+			else
+				others++;
+		}
+	}
+	EXPECT_EQ(1, closed[0]);
+	EXPECT_EQ(1, closed[1]);
+	EXPECT_EQ(0, others);
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+}
+
+/* The same file watched by two queues: each reaps its own watch. */
+TEST_F(life, file_watched_by_two_queues_is_reaped)
+{
+	struct evq_q q2;
+
+	ASSERT_EQ(0, evq_q_open(&q2, 8));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 64));
+	ASSERT_EQ(0, evq_ctl1(q2.fd, EVQ_CTL_ADD, self->sv[0], EPOLLIN, 0, 65));
+	EXPECT_NO_ENTRIES(&self->q, 300);
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 64, 5000, NULL));
+	EXPECT_EQ(0, wait_for_entry(&q2, EVQ_CQE_CLOSED, 65, 5000, NULL));
+	EXPECT_TRUE(!!evq_sees_eof(self->sv[1], 3000));
+	evq_q_close(&q2);
+}
+
+/*
+ * A queue's own fd in flight (SCM_RIGHTS, never received) in a UNIX
+ * socket that only the queue's watches hold, twice over.  Once every fd
+ * is closed, nothing outside holds either file, and the UNIX garbage
+ * collector cannot see the cycle through the queue: the reaper must drop
+ * the watches, which frees the socket, its message, then the queue.
+ */
+TEST_F(life, queue_in_flight_in_its_watched_socket_is_freed)
+{
+	char byte = 'q', cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	int base = evq_module_refcnt(), u[2], d, q2;
+	struct evq_setup p;
+
+	ASSERT_LE(0, base);
+	/* Set up but not mapped: a mapping would hold the file too. */
+	q2 = evq_open_dev();
+	ASSERT_LE(0, q2);
+	ASSERT_EQ(0, evq_do_setup(q2, &p, 8));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, u));
+	d = dup(u[1]);
+	ASSERT_LE(0, d);
+	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, u[1], EPOLLIN, 0, 1));
+	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, d, EPOLLIN, 0, 2));
+	memset(cbuf, 0, sizeof(cbuf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &q2, sizeof(int));
+	ASSERT_EQ(1, sendmsg(u[0], &msg, 0));
+	EXPECT_EQ(base + 1, evq_module_refcnt());
+	close(q2);
+	close(d);
+	close(u[1]);
+	close(u[0]);
+	/* A few reap intervals (100 ms each) and a deferred fput or two. */
+	EXPECT_EQ(base, evq_refcnt_settles(base, 5000));
 }
 
 TEST_F(life, closed_pipe_read_end_really_released)
