@@ -115,12 +115,15 @@ static int fz_worker(int proc)
 /* Print what a worker's threads are blocked in: a hang's only trace. */
 static void fz_dump_stacks(pid_t pid)
 {
-	char cmd[128];
+	char cmd[384];
 
 	fflush(stdout);
+	/* Its forked children too: a parent asleep in waitpid() says little. */
 	snprintf(cmd, sizeof(cmd),
-		 "for t in /proc/%d/task/*; do echo \"# task $t: $(cat $t/wchan 2>/dev/null)\"; "
-		 "sed 's/^/#   /' $t/stack 2>/dev/null; done", (int)pid);
+		 "for p in %d $(cat /proc/%d/task/*/children 2>/dev/null); do "
+		 "for t in /proc/$p/task/*; do echo \"# task $t: $(cat $t/wchan 2>/dev/null)\"; "
+		 "sed 's/^/#   /' $t/stack 2>/dev/null; done; done", (int)pid,
+		 (int)pid);
 	if (system(cmd) < 0)
 		perror("evq_fuzz: system");
 	/* Every blocked task, kworkers too, to the kernel log (root only). */

@@ -393,23 +393,29 @@ static int fz_entry_expect(const struct evq_ctl *e)
 	return 1;
 }
 
-static void fz_check_entries(struct fz_thread *t, const struct evq_ctl *e,
+/*
+ * @entries may be misaligned (a batch placed off its alignment on
+ * purpose): each entry is copied out before it is read, which UBSan
+ * otherwise reports as a misaligned member access.
+ */
+static void fz_check_entries(struct fz_thread *t, const void *entries,
 			     uint32_t n)
 {
 	for (uint32_t k = 0; k < n; k++) {
-		int want = fz_entry_expect(&e[k]);
+		struct evq_ctl e;
+		int want;
 
-		if (e[k].res > 0 || (e[k].res < 0 &&
-				     !fz_in(-e[k].res, E_CTL_ENTRY))) {
+		memcpy(&e, (const char *)entries + k * sizeof(e), sizeof(e));
+		want = fz_entry_expect(&e);
+		if (e.res > 0 || (e.res < 0 && !fz_in(-e.res, E_CTL_ENTRY))) {
 			fz_fail(t, "ctl", "entry %u (op %u fd %d events %#x flags %#x): res %d",
-				k, e[k].op, e[k].fd, e[k].events, e[k].flags,
-				e[k].res);
+				k, e.op, e.fd, e.events, e.flags, e.res);
 			return;
 		}
-		if (want <= 0 && e[k].res != want) {
+		if (want <= 0 && e.res != want) {
 			fz_fail(t, "ctl", "entry %u (op %u fd %d events %#x flags %#x resv %u): res %d, want %d",
-				k, e[k].op, e[k].fd, e[k].events, e[k].flags,
-				e[k].resv, e[k].res, want);
+				k, e.op, e.fd, e.events, e.flags, e.resv, e.res,
+				want);
 			return;
 		}
 	}
@@ -517,8 +523,7 @@ static void op_ctl(struct fz_thread *t)
 			fz_fail(t, "ctl", "%s: %ld with %u entries readable",
 				what, ret, fit);
 		else
-			fz_check_entries(t, (struct evq_ctl *)(uintptr_t)b.entries,
-					 fit);
+			fz_check_entries(t, (void *)(uintptr_t)b.entries, fit);
 		return;
 	}
 	if (how < 0)
@@ -531,7 +536,7 @@ static void op_ctl(struct fz_thread *t)
 	if (how == 0)
 		fz_check_entries(t, e, nr);
 	else if (how != 4)
-		fz_check_entries(t, (struct evq_ctl *)(uintptr_t)b.entries, nr);
+		fz_check_entries(t, (void *)(uintptr_t)b.entries, nr);
 }
 
 /* ---- EVQ_IOC_WAIT, EVQ_IOC_CANCEL ---- */
@@ -1309,12 +1314,19 @@ int fz_child_main(struct fz_thread *t, int nops)
 	for (i = 0; i < FZ_SLOTS; i++) {
 		struct fz_slot *s = &fz.slot[i];
 		struct evq_info info;
+		bool torn;
 
 		s->map = NULL;
 		s->map_len = 0;
-		/* A change caught half done: what is kept below is whole. */
-		s->gen = (s->gen | 1) + 1;
-		if (s->fd >= 0 && fcntl(s->fd, F_GETFD) >= 0 &&
+		/*
+		 * A change caught half done (odd generation): the slot may
+		 * still name a number it closed, which another slot has
+		 * since taken, and a close through either would pull the
+		 * file from under the other.  Forget it (without a close).
+		 */
+		torn = s->gen & 1;
+		s->gen += torn;
+		if (!torn && s->fd >= 0 && fcntl(s->fd, F_GETFD) >= 0 &&
 		    (s->kind != FZ_QUEUE ||
 		     !ioctl(s->fd, EVQ_IOC_INFO, &info))) {
 			/* What we knew may be another queue's: know nothing. */
