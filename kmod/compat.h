@@ -18,6 +18,7 @@
 #include <linux/pagemap.h>
 #include <linux/uio.h>
 #include <linux/bvec.h>
+#include <net/af_unix.h>
 
 #ifndef EVQ_HAVE_VM_FLAGS_SET
 /* 6.3 made vm_flags read-only and added setters. */
@@ -94,6 +95,31 @@ static inline int evq_sock_send_pages(struct socket *sock, struct bio_vec *bv,
 
 	iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, bv, n, len);
 	return sock_sendmsg(sock, &msg);
+#endif
+}
+
+/* @file's UNIX socket, or NULL for any other file.  @file is held. */
+static inline struct unix_sock *evq_unix_sock(struct file *file)
+{
+	struct socket *sock = sock_from_file(file);
+
+	if (!sock || !sock->sk || sock->sk->sk_family != AF_UNIX)
+		return NULL;
+	return unix_sk(sock->sk);
+}
+
+/*
+ * Is the socket itself in flight, an SCM_RIGHTS message holding it?  A
+ * hint, read without the kernel collector's lock.  Its rewrite in 6.10,
+ * also in the 6.1 stable kernels Debian ships, keeps a vertex for each
+ * socket in flight; before it, a count.
+ */
+static inline bool evq_unix_in_flight(struct unix_sock *u)
+{
+#ifdef EVQ_HAVE_UNIX_VERTEX
+	return READ_ONCE(u->vertex);
+#else
+	return atomic_long_read(&u->inflight);
 #endif
 }
 

@@ -191,6 +191,7 @@ static void __exit evq_exit(void)
 	synchronize_rcu();
 	destroy_workqueue(evq_wq);
 	evq_op_cache_exit();
+	evq_inflight_exit();
 	evq_pin_exit();
 	evq_watch_cache_exit();
 }

@@ -357,8 +357,18 @@ void evq_watch_cache_exit(void);
 struct evq_pin *evq_pin_get(struct file *file);
 void evq_pin_put(struct evq_pin *p);
 bool evq_pin_alone(struct evq_pin *p);
+void evq_pin_check(struct evq_pin *p);
+unsigned int evq_pin_suspects(struct file **files, unsigned int max);
+bool evq_pin_only(struct file *file, long more);
+bool evq_pin_kill(struct file *file);
+bool evq_pin_dead(struct evq_pin *p);
 int evq_pin_init(void);
 void evq_pin_exit(void);
+
+/* inflight.c */
+void evq_inflight_schedule(void);
+void evq_inflight_dropped(void);
+void evq_inflight_exit(void);
 
 /* ctl.c */
 long evq_ctl_ioctl(struct evq_queue *q, struct evq_ctl_batch __user *arg);

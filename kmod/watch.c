@@ -267,6 +267,7 @@ void evq_watch_close(struct evq_watch *w)
 {
 	struct evq_queue *q = w->q;
 	struct file *file = w->file;
+	bool dead = evq_pin_dead(w->pin);
 	bool free = false;
 
 	evq_watch_unhook(w);
@@ -284,6 +285,8 @@ void evq_watch_close(struct evq_watch *w)
 		__fput_sync(file);
 	else
 		fput(file);
+	if (dead)
+		evq_inflight_dropped();
 
 	spin_lock_irq(&q->lock);
 	evq_watch_unlist(w);
@@ -540,12 +543,13 @@ void evq_reap_schedule(struct evq_queue *q)
 /*
  * A module cannot hook the final fput() as epoll does, so look for files
  * whose only references are watches' (this queue's or others', see
- * kmod/pin.c): their fds were closed.  A pass
- * looks through at most reap_batch watches and the next one resumes
- * after them, so the cost per interval stays bounded however many fds a
- * queue watches (a full walk every 100 ms of 100,000 watches, each a
- * cache miss or two, would keep a fifth of a CPU busy); a queue that
- * large sees a closed fd within N / reap_batch intervals.
+ * kmod/pin.c): their fds were closed.  A pass looks through at most
+ * reap_batch watches and the next one resumes after them, so the cost
+ * per interval stays bounded however many fds a queue watches (a full
+ * walk every 100 ms of 100,000 watches, each a cache miss or two, would
+ * keep a fifth of a CPU busy); a queue that large sees a closed fd
+ * within N / reap_batch intervals.  A watched UNIX socket in flight may
+ * be unreachable though held: kmod/inflight.c looks for those.
  */
 void evq_reap_work(struct work_struct *work)
 {
@@ -566,6 +570,8 @@ void evq_reap_work(struct work_struct *work)
 		}
 		if (evq_pin_alone(w->pin))
 			evq_watch_close(w);
+		else
+			evq_pin_check(w->pin);
 		if (!(++n & 1023))
 			cond_resched();
 	}

@@ -3,7 +3,8 @@
  * evq selftests: the life of queues and watched files.  fork(), closing a
  * watched fd without DEL (EVQ_CQE_CLOSED, the file really released, also
  * when several watches hold it), a queue in flight in a socket it
- * watches, fd number reuse, releasing a queue with live watches,
+ * watches, watched sockets that only unreachable messages hold, fd
+ * number reuse, releasing a queue with live watches,
  * poll()/epoll on the queue fd, and the module refusing to unload while a
  * queue is open.
  */
@@ -317,7 +318,8 @@ TEST_F(life, file_watched_by_two_queues_is_reaped)
  * collector cannot see the cycle through the queue: the reaper must drop
  * the watches, which frees the socket, its message, then the queue.
  */
-TEST_F(life, queue_in_flight_in_its_watched_socket_is_freed)
+/* Send @fd over @sock in an SCM_RIGHTS message: 1 when sent. */
+static ssize_t send_fd(int sock, int fd)
 {
 	char byte = 'q', cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { &byte, 1 };
@@ -326,25 +328,62 @@ TEST_F(life, queue_in_flight_in_its_watched_socket_is_freed)
 		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
 	};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	int base = evq_module_refcnt(), u[2], d, q2;
+
+	memset(cbuf, 0, sizeof(cbuf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0);
+}
+
+/* Receive one fd sent by send_fd(), or -1. */
+static int recv_fd(int sock)
+{
+	char byte, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c;
+	int fd;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* A queue, set up but not mapped: a mapping would hold the file too. */
+static int unmapped_queue(void)
+{
 	struct evq_setup p;
+	int q = evq_open_dev();
+
+	if (q >= 0 && evq_do_setup(q, &p, 8)) {
+		close(q);
+		q = -1;
+	}
+	return q;
+}
+
+TEST_F(life, queue_in_flight_in_its_watched_socket_is_freed)
+{
+	int base = evq_module_refcnt(), u[2], d, q2;
 
 	ASSERT_LE(0, base);
-	/* Set up but not mapped: a mapping would hold the file too. */
-	q2 = evq_open_dev();
+	q2 = unmapped_queue();
 	ASSERT_LE(0, q2);
-	ASSERT_EQ(0, evq_do_setup(q2, &p, 8));
 	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, u));
 	d = dup(u[1]);
 	ASSERT_LE(0, d);
 	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, u[1], EPOLLIN, 0, 1));
 	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, d, EPOLLIN, 0, 2));
-	memset(cbuf, 0, sizeof(cbuf));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &q2, sizeof(int));
-	ASSERT_EQ(1, sendmsg(u[0], &msg, 0));
+	ASSERT_EQ(1, send_fd(u[0], q2));
 	EXPECT_EQ(base + 1, evq_module_refcnt());
 	close(q2);
 	close(d);
@@ -352,6 +391,88 @@ TEST_F(life, queue_in_flight_in_its_watched_socket_is_freed)
 	close(u[0]);
 	/* A few reap intervals (100 ms each) and a deferred fput or two. */
 	EXPECT_EQ(base, evq_refcnt_settles(base, 5000));
+}
+
+/*
+ * The watched socket is in flight too, in its own receive queue: only a
+ * receive from it could reach it, and nothing can receive from it.  The
+ * kernel's collector took the watch for a reference from outside.
+ */
+TEST_F(life, socket_in_flight_in_itself_is_freed)
+{
+	int base = evq_module_refcnt(), u[2], q2;
+
+	ASSERT_LE(0, base);
+	q2 = unmapped_queue();
+	ASSERT_LE(0, q2);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, u));
+	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, u[1], EPOLLIN, 0, 1));
+	ASSERT_EQ(1, send_fd(u[0], u[1]));
+	ASSERT_EQ(1, send_fd(u[0], q2));
+	close(q2);
+	close(u[1]);
+	close(u[0]);
+	EXPECT_EQ(base, evq_refcnt_settles(base, 5000));
+}
+
+/*
+ * Two pairs, each watched end in flight in the other's queue, and an
+ * unwatched socket in flight between them: a cycle of three sockets.
+ */
+TEST_F(life, sockets_in_flight_in_each_other_are_freed)
+{
+	int base = evq_module_refcnt(), a[2], b[2], c[2], q2;
+
+	ASSERT_LE(0, base);
+	q2 = unmapped_queue();
+	ASSERT_LE(0, q2);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, b));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c));
+	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, a[1], EPOLLIN, 0, 1));
+	ASSERT_EQ(0, evq_ctl1(q2, EVQ_CTL_ADD, b[1], EPOLLIN, 0, 2));
+	ASSERT_EQ(1, send_fd(b[0], a[1]));	/* a[1] in b[1] */
+	ASSERT_EQ(1, send_fd(c[0], b[1]));	/* b[1] in c[1] */
+	ASSERT_EQ(1, send_fd(a[0], c[1]));	/* c[1] in a[1] */
+	ASSERT_EQ(1, send_fd(a[0], q2));
+	for (int i = 0; i < 2; i++) {
+		close(a[i]);
+		close(b[i]);
+		close(c[i]);
+	}
+	close(q2);
+	EXPECT_EQ(base, evq_refcnt_settles(base, 5000));
+}
+
+/*
+ * The same, but a socket still open holds the message: the watched one
+ * can be received and used, so its watch stays, and goes only when the
+ * received fd is closed.
+ */
+TEST_F(life, socket_in_flight_to_open_socket_stays_watched)
+{
+	int r[2], fd, others = 0;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r));
+	ASSERT_EQ(0, evq_ctl1(self->q.fd, EVQ_CTL_ADD, self->sv[1], EPOLLIN,
+			      EVQ_WATCH_EDGE, 7));
+	ASSERT_EQ(1, send_fd(r[0], self->sv[1]));	/* in r[1]'s queue */
+	ASSERT_EQ(1, send_fd(self->sv[0], self->sv[1]));	/* and its own */
+	close(self->sv[1]);
+	self->sv[1] = -1;
+	/* Several reap intervals and passes over the sockets in flight. */
+	EXPECT_EQ(-1, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 7, 1000, &others));
+	fd = recv_fd(r[1]);
+	ASSERT_LE(0, fd);
+	/* The watch still reports: the first message is there to read. */
+	EXPECT_EQ(1, others);
+	close(fd);
+	close(r[0]);
+	close(r[1]);
+	/* Its own queue still holds it, but only that: now it is unreachable. */
+	close(self->sv[0]);
+	self->sv[0] = -1;
+	EXPECT_EQ(0, wait_for_entry(&self->q, EVQ_CQE_CLOSED, 7, 5000, NULL));
 }
 
 TEST_F(life, closed_pipe_read_end_really_released)

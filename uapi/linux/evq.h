@@ -63,7 +63,7 @@ struct evq_cqe {
 
 #define EVQ_CQE_TYPE_MASK	0xffU
 #define EVQ_CQE_READY		1U	/* readiness of a watched fd */
-#define EVQ_CQE_CLOSED		2U	/* watch dropped: only watches held the file */
+#define EVQ_CQE_CLOSED		2U	/* watch dropped: nothing else could reach the file */
 #define EVQ_CQE_PAGES_READY	3U	/* res: bytes now in the page cache, or -errno */
 #define EVQ_CQE_SENDFILE	4U	/* res: bytes sent, or -errno */
 
