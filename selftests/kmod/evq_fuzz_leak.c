@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -68,14 +69,39 @@ static int fz_nl_send(int s, const struct fz_nlmsg *req)
 	return n < 0 ? -1 : 0;
 }
 
+/* The socket is non-blocking (fz_nl_socket()): wait up to 5 s for a reply. */
 static int fz_nl_recv(int s, void *buf, size_t len)
 {
+	struct pollfd p = { .fd = s, .events = POLLIN };
 	ssize_t n;
 
-	do {
+	for (int tries = 0; tries < 50; tries++) {
 		n = recv(s, buf, len, 0);
-	} while (n < 0 && errno == EINTR);
-	return (int)n;
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+			return (int)n;
+		if (errno == EAGAIN)
+			poll(&p, 1, 100);
+	}
+	return -1;
+}
+
+/*
+ * A generic netlink socket out of the other threads' way.  They read
+ * and close fd numbers at random: on a blocking socket such a read
+ * waits for good, as may this thread once its reply is taken.  So it is
+ * non-blocking, and moved above the numbers the operations draw.
+ */
+static int fz_nl_socket(void)
+{
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		       NETLINK_GENERIC);
+	int high = s < 0 ? -1 : fcntl(s, F_DUPFD_CLOEXEC, 600);
+
+	if (high >= 0) {
+		close(s);
+		s = high;
+	}
+	return s;
 }
 
 /* One request, one reply; returns the reply's length or -1. */
@@ -151,7 +177,7 @@ long fz_nl_queues_open(void)
 	long ret = -1;
 	int s, family;
 
-	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	s = fz_nl_socket();
 	if (s < 0)
 		return -1;
 	family = fz_nl_family(s);
@@ -186,7 +212,7 @@ long fz_nl_dump_queues(void)
 	long n = 0;
 	int s, family, len;
 
-	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	s = fz_nl_socket();
 	if (s < 0)
 		return -1;
 	family = fz_nl_family(s);

@@ -26,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include "evq_fuzz.h"
@@ -1197,7 +1198,7 @@ static void op_fork(struct fz_thread *t)
 {
 	static int children;
 	int status, kill_it = fz_one_in(&t->rng, 3);
-	pid_t pid;
+	pid_t parent = getpid(), pid;
 
 	if (t->in_child ||
 	    __atomic_add_fetch(&children, 1, __ATOMIC_RELAXED) > FZ_MAX_CHILDREN) {
@@ -1205,8 +1206,15 @@ static void op_fork(struct fz_thread *t)
 		return;
 	}
 	pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		/*
+		 * Die with the worker: a hang kills it, and a child left
+		 * behind would keep its queues open.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(0);
 		_exit(fz_child_main(t, 1 + fz_below(&t->rng, 24)));
+	}
 	if (pid > 0) {
 		if (kill_it) {
 			usleep(fz_below(&t->rng, 3000));

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -100,9 +101,15 @@ void fz_slot_close_locked(struct fz_slot *s)
 	fz_slot_end(s);
 }
 
+/*
+ * A connected loopback TCP pair.  Another thread may close or reuse the
+ * new fds by number at random before the handshake is done (a reset
+ * then drops the pending connection), so the accept never blocks.
+ */
 static int fz_tcp_pair(int family, int sv[2])
 {
 	struct sockaddr_storage a = { .ss_family = family };
+	struct pollfd pl;
 	socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6) :
 					     sizeof(struct sockaddr_in);
 	int l, c, s, one = 1;
@@ -112,7 +119,7 @@ static int fz_tcp_pair(int family, int sv[2])
 	else
 		((struct sockaddr_in *)&a)->sin_addr.s_addr =
 			htonl(INADDR_LOOPBACK);
-	l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	l = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (l < 0)
 		return -1;
 	if (bind(l, (struct sockaddr *)&a, len) || listen(l, 1) ||
@@ -130,7 +137,9 @@ static int fz_tcp_pair(int family, int sv[2])
 		close(l);
 		return -1;
 	}
-	s = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	pl = (struct pollfd){ .fd = l, .events = POLLIN };
+	s = poll(&pl, 1, 1000) == 1 ?
+	    accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK) : -1;
 	close(l);
 	if (s < 0) {
 		close(c);
